@@ -1,0 +1,106 @@
+"""The datalists a bundle trains, validates and infers on, checked before any work starts."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from unet_med.data.checks import check_dataset
+from unet_med.data.datalist import DatasetError, load_datalist, read_datalist, split_datalist, write_datalist
+from unet_med.data.readers import image_suffix
+from unet_med.data.synthetic import make_demo_dataset_3d
+
+__all__ = ["find_images", "prepare_datalist"]
+
+logger = logging.getLogger(__name__)
+
+
+def _distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def prepare_datalist(
+    dataset_dir: str | os.PathLike | None,
+    num_classes: int,
+    in_channels: int,
+    cache_dir: str | os.PathLike = ".cache",
+    datalist_file: str | os.PathLike | None = None,
+    num_val: int | None = None,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    spatial_dims: int = 3,
+    check: bool = True,
+    save_to: str | os.PathLike | None = None,
+    demo: dict[str, Any] | None = None,
+) -> dict[str, list[dict[str, Any]]]:
+    """Finds the cases, splits them, checks every file, and returns ``{"training": [...], "validation": [...]}``.
+
+    Args:
+        dataset_dir: an MSD folder (``dataset.json`` + ``imagesTr``/``labelsTr``) or paired image/label folders.
+            ``None`` or ``""`` means the synthetic demo set, generated into ``cache_dir/demo3d`` (never
+            downloaded). A folder that is given must exist and hold data.
+        num_classes: classes including background; label values must lie in ``0..num_classes-1``.
+        in_channels: image channels every case must have.
+        cache_dir: where the demo set is generated.
+        datalist_file: a datalist JSON with ``training``/``validation`` lists (paths relative to the file or to
+            ``dataset_dir``) for a fixed split; otherwise a seeded split of ``dataset_dir``.
+        num_val: validation cases for the seeded split (default ``val_fraction`` of the cases).
+        val_fraction: validation share when ``num_val`` is ``None``.
+        seed: seed of the split.
+        spatial_dims: 2 or 3, the dimensionality every image must have.
+        check: check every file before returning (see :func:`unet_med.data.checks.check_dataset`).
+        save_to: write the split used to this JSON (atomically) so the run can be reproduced.
+        demo: keyword arguments for :func:`unet_med.data.synthetic.make_demo_dataset_3d`.
+
+    Raises:
+        unet_med.data.datalist.DatasetError: one error listing every missing, unreadable or inconsistent file.
+    """
+    if dataset_dir in (None, ""):
+        root = Path(cache_dir) / "demo3d"
+        kwargs = {"num_classes": num_classes, **(demo or {})}
+        # One rank writes the demo set; the others wait for it (the writer is atomic and idempotent).
+        if not _distributed() or torch.distributed.get_rank() == 0:
+            logger.info("no dataset_dir given: using the synthetic demo set in %s", root)
+            make_demo_dataset_3d(root, **kwargs)
+        if _distributed():
+            torch.distributed.barrier()
+        dataset_dir = root
+    if datalist_file:
+        datalist = read_datalist(datalist_file, base_dir=dataset_dir)
+        training, validation = datalist["training"], datalist["validation"]
+    else:
+        training, validation = split_datalist(
+            load_datalist(dataset_dir), num_val=num_val, val_fraction=val_fraction, seed=seed
+        )
+    if check:
+        check_dataset(
+            training + validation, num_classes=num_classes, in_channels=in_channels, spatial_dims=spatial_dims
+        )
+    if save_to and (not _distributed() or torch.distributed.get_rank() == 0):
+        write_datalist(save_to, training, validation, dataset_dir=str(Path(dataset_dir).absolute()))
+    logger.info("%d training and %d validation cases from %s", len(training), len(validation), dataset_dir)
+    return {"training": training, "validation": validation}
+
+
+def find_images(path: str | os.PathLike, image_key: str = "image") -> list[dict[str, str]]:
+    """Lists the images to run inference on: ``path`` itself, or every image file in the folder ``path``.
+
+    Returns:
+        ``[{image_key: absolute path}, ...]`` sorted by name; hidden files are skipped.
+
+    Raises:
+        DatasetError: ``path`` does not exist, or the folder holds no image file.
+    """
+    path = Path(path).expanduser().absolute()
+    if path.is_file():
+        return [{image_key: str(path)}]
+    if not path.is_dir():
+        raise DatasetError(f"input not found: {path}")
+    files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".") and image_suffix(p))
+    if not files:
+        raise DatasetError(f"no image files (.nii, .nii.gz, .nrrd, .mha, .png, .tif) in {path}")
+    return [{image_key: str(p)} for p in files]

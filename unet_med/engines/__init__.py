@@ -1,0 +1,23 @@
+"""Ignite handlers and metrics for MONAI engines."""
+
+from __future__ import annotations
+
+from unet_med.engines.case_metrics import METRIC_NAMES, CaseMetricsReport, case_metrics, summarize_case_metrics
+from unet_med.engines.checkpoint import BestModelSaver, ResumableCheckpoint, load_network, load_state_dict
+from unet_med.engines.distributed import is_rank_zero, rank_zero_handlers
+from unet_med.engines.overlay import OverlayImageHandler, overlay_slice
+
+__all__ = [
+    "METRIC_NAMES",
+    "BestModelSaver",
+    "CaseMetricsReport",
+    "OverlayImageHandler",
+    "ResumableCheckpoint",
+    "case_metrics",
+    "is_rank_zero",
+    "load_network",
+    "load_state_dict",
+    "overlay_slice",
+    "rank_zero_handlers",
+    "summarize_case_metrics",
+]

@@ -1,0 +1,175 @@
+"""Preprocessing and augmentation presets built from MONAI dictionary transforms.
+
+Preprocessing is deterministic and invertible (orientation, spacing, padding), so ``monai.transforms.Invertd`` can
+map a prediction back to the input's own geometry. Intensity normalisation depends on the modality:
+
+- ``"mri"``: z-score per channel over the nonzero voxels (intensity scales differ wildly between MRI cases).
+- ``"ct"``: clip Hounsfield units to ``ct_window`` and scale it to [0, 1].
+- ``"none"``: no intensity change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from monai.transforms import (
+    Activationsd,
+    AsDiscreted,
+    Compose,
+    DivisiblePadd,
+    EnsureChannelFirstd,
+    EnsureTyped,
+    Invertd,
+    LoadImaged,
+    NormalizeIntensityd,
+    Orientationd,
+    RandCropByLabelClassesd,
+    RandFlipd,
+    RandGaussianNoised,
+    RandRotate90d,
+    RandScaleIntensityd,
+    RandShiftIntensityd,
+    ScaleIntensityRanged,
+    Spacingd,
+    SpatialPadd,
+)
+from monai.transforms.transform import MapTransform
+
+__all__ = ["inference_postprocessing", "preprocessing", "train_augmentation"]
+
+MODALITIES = ("mri", "ct", "none")
+
+
+def preprocessing(
+    keys: Sequence[str] = ("image", "label"),
+    image_key: str = "image",
+    modality: str = "mri",
+    pixdim: Sequence[float] | None = None,
+    orientation: str | None = "RAS",
+    divisible_by: int | Sequence[int] | None = None,
+    ct_window: Sequence[float] = (-1000.0, 1000.0),
+    load: bool = True,
+) -> Compose:
+    """Deterministic preprocessing: load, channel first, reorient, resample, normalise, pad.
+
+    Args:
+        keys: image and (optionally) label keys. Keys other than ``image_key`` are treated as label maps
+            (nearest-neighbour resampling, no normalisation).
+        image_key: the key of the image.
+        modality: ``"mri"``, ``"ct"`` or ``"none"`` (see the module docstring).
+        pixdim: target voxel spacing in mm, or ``None`` to keep the input spacing.
+        orientation: target axis codes (``"RAS"``), or ``None`` to keep the input orientation.
+        divisible_by: pad the spatial size to a multiple of this (the network's total pooling factor), so whole
+            volumes can be passed to the network; ``None`` for no padding.
+        ct_window: Hounsfield window ``(low, high)`` for ``modality="ct"``.
+        load: prepend ``LoadImaged`` (set ``False`` when the data is already loaded).
+
+    Returns:
+        A ``Compose`` of MONAI dictionary transforms.
+
+    Example::
+
+        pre = preprocessing(("image", "label"), modality="mri", pixdim=(1.0, 1.0, 2.0))
+        sample = pre({"image": "case_000.nii.gz", "label": "case_000_seg.nii.gz"})
+    """
+    if modality not in MODALITIES:
+        raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}.")
+    keys = list(keys)
+    if image_key not in keys:
+        raise ValueError(f"image_key {image_key!r} must be one of keys {keys}.")
+    label_keys = [k for k in keys if k != image_key]
+    modes = ["bilinear" if k == image_key else "nearest" for k in keys]
+    transforms: list[MapTransform] = []
+    if load:
+        transforms.append(LoadImaged(keys=keys, image_only=True))
+    transforms.append(EnsureChannelFirstd(keys=keys))
+    if orientation:
+        transforms.append(Orientationd(keys=keys, axcodes=orientation, labels=None))
+    if pixdim is not None:
+        transforms.append(Spacingd(keys=keys, pixdim=list(pixdim), mode=modes))
+    if modality == "mri":
+        transforms.append(NormalizeIntensityd(keys=image_key, nonzero=True, channel_wise=True))
+    elif modality == "ct":
+        low, high = ct_window
+        transforms.append(ScaleIntensityRanged(keys=image_key, a_min=low, a_max=high, b_min=0.0, b_max=1.0, clip=True))
+    if divisible_by is not None:
+        transforms.append(DivisiblePadd(keys=keys, k=divisible_by))
+    transforms.append(EnsureTyped(keys=image_key, dtype="float32", track_meta=True))
+    if label_keys:
+        transforms.append(EnsureTyped(keys=label_keys, dtype="uint8", track_meta=True))
+    return Compose(transforms)
+
+
+def train_augmentation(
+    patch_size: Sequence[int],
+    num_classes: int,
+    num_samples: int = 2,
+    image_key: str = "image",
+    label_key: str = "label",
+    ratios: Sequence[float] | None = None,
+    flip_axes: Sequence[int] | None = None,
+    rotate90: bool = True,
+) -> Compose:
+    """Random patch sampling balanced over classes, flips, 90-degree rotations and intensity jitter.
+
+    Args:
+        patch_size: spatial size of the training patches; smaller inputs are padded first.
+        num_classes: number of label classes (background included).
+        num_samples: patches drawn per loaded case.
+        image_key: the key of the image.
+        label_key: the key of the label map.
+        ratios: sampling weight per class for patch centres (default: equal for every class).
+        flip_axes: spatial axes to flip at random (default: all of them).
+        rotate90: rotate by multiples of 90 degrees in the plane of the first two spatial axes.
+
+    Returns:
+        A ``Compose`` to apply after :func:`preprocessing`.
+    """
+    keys = [image_key, label_key]
+    axes = list(range(len(patch_size))) if flip_axes is None else list(flip_axes)
+    transforms: list[MapTransform] = [
+        SpatialPadd(keys=keys, spatial_size=list(patch_size)),
+        RandCropByLabelClassesd(
+            keys=keys, label_key=label_key, spatial_size=list(patch_size), num_classes=num_classes,
+            ratios=list(ratios) if ratios is not None else [1.0] * num_classes, num_samples=num_samples,
+            warn=False,
+        ),
+    ]
+    transforms += [RandFlipd(keys=keys, prob=0.5, spatial_axis=axis) for axis in axes]
+    if rotate90:
+        transforms.append(RandRotate90d(keys=keys, prob=0.5, max_k=3, spatial_axes=(0, 1)))
+    transforms += [
+        RandScaleIntensityd(keys=image_key, factors=0.1, prob=0.5),
+        RandShiftIntensityd(keys=image_key, offsets=0.1, prob=0.5),
+        RandGaussianNoised(keys=image_key, prob=0.15, std=0.05),
+    ]
+    return Compose(transforms)
+
+
+def inference_postprocessing(
+    preprocess: Compose,
+    pred_key: str = "pred",
+    image_key: str = "image",
+    invert: bool = True,
+    save_probabilities: bool = False,
+) -> Compose:
+    """Softmax, argmax, and the inverse of ``preprocess`` so the mask lands in the input's own geometry.
+
+    Args:
+        preprocess: the preprocessing applied to ``image_key`` (from :func:`preprocessing`).
+        pred_key: key of the network output (logits, ``(C, *spatial)`` per case after decollation).
+        image_key: key of the preprocessed image whose applied operations are inverted.
+        invert: whether to invert the preprocessing.
+        save_probabilities: keep probabilities (softmax) instead of the argmax label map.
+    """
+    transforms: list[MapTransform] = [Activationsd(keys=pred_key, softmax=True)]
+    if not save_probabilities:
+        transforms.append(AsDiscreted(keys=pred_key, argmax=True))
+    if invert:
+        transforms.append(
+            Invertd(
+                keys=pred_key, transform=preprocess, orig_keys=image_key, nearest_interp=not save_probabilities,
+                to_tensor=True,
+            )
+        )
+    return Compose(transforms)
