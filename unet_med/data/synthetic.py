@@ -71,8 +71,11 @@ def _rotation(rng: np.random.Generator, dims: int) -> np.ndarray:
 
 
 def _smooth_noise(rng: np.random.Generator, shape: tuple[int, ...], cycles: float = 1.0, waves: int = 12) -> np.ndarray:
-    """Low-frequency noise with zero mean and unit std: a sum of random plane waves of about ``cycles`` periods
-    across the field of view (cheaper than upsampling a coarse grid)."""
+    """Low-frequency noise with zero mean and unit std, from random plane waves.
+
+    A sum of ``waves`` cosines with random phases and about ``cycles`` periods across the field of view: smooth
+    like an upsampled coarse grid, but several times cheaper than spline upsampling.
+    """
     axes = [((np.arange(n, dtype=np.float32) - (n - 1) / 2) / (n / 2)) for n in shape]
     field = np.zeros(shape, np.float32)
     for k, phase in zip(
@@ -101,10 +104,16 @@ def _level(coords: np.ndarray, center: np.ndarray, semi_axes: np.ndarray, rotati
 
 
 def _blob(
-    rng: np.random.Generator, coords: np.ndarray, center: np.ndarray, semi_axes: np.ndarray, wobble: float
+    rng: np.random.Generator,
+    coords: np.ndarray,
+    center: np.ndarray,
+    semi_axes: np.ndarray,
+    wobble: float,
+    rotation: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Boolean mask of a randomly rotated ellipsoid whose surface is perturbed by smooth noise (``wobble``)."""
-    level = _level(coords, center, semi_axes, _rotation(rng, coords.shape[0]))
+    """Boolean mask of a rotated (by default randomly) ellipsoid whose surface is perturbed by smooth noise."""
+    rotation = _rotation(rng, coords.shape[0]) if rotation is None else rotation
+    level = _level(coords, center, semi_axes, rotation)
     return level <= 1.0 + wobble * _smooth_noise(rng, coords.shape[1:])
 
 
@@ -184,8 +193,8 @@ def synthetic_volume(
         # body: an elliptic cylinder along the last axis, the rest is air
         body = _level(coords[:2], rng.uniform(-0.05, 0.05, 2), rng.uniform(0.8, 0.95, 2), np.eye(2))
         body = body <= 1.0 + 0.04 * _smooth_noise(rng, shape, cycles=0.7)
-        organ_c, organ_a = rng.uniform(-0.15, 0.15, 3), rng.uniform(0.45, 0.7, 3)
-        label[_blob(rng, coords, organ_c, organ_a, wobble=0.12)] = 1
+        organ_c, organ_a, organ_r = rng.uniform(-0.15, 0.15, 3), rng.uniform(0.45, 0.7, 3), _rotation(rng, 3)
+        label[_blob(rng, coords, organ_c, organ_a, wobble=0.12, rotation=organ_r)] = 1
         avoid = [(organ_c, float(organ_a.max()))]
         for k in range(3, num_classes):
             a = rng.uniform(0.2, 0.3, 3)
@@ -193,8 +202,9 @@ def synthetic_volume(
             avoid.append((c, float(a.max())))
             label[_blob(rng, coords, c, a, wobble=0.1)] = k
         if num_classes > 2:
+            # centre at ellipsoidal radius 0 to 0.7 of the organ: inside it, or touching its surface
             direction = rng.standard_normal(3)
-            offset = organ_a * direction / np.linalg.norm(direction) * rng.uniform(0.0, 0.7)
+            offset = organ_r @ (organ_a * direction / np.linalg.norm(direction) * rng.uniform(0.0, 0.7))
             label[_blob(rng, coords, organ_c + offset, rng.uniform(0.24, 0.36, 3), wobble=0.1)] = 2
         if _all_present(label, num_classes, 0.002):
             break
@@ -221,7 +231,8 @@ def synthetic_image_2d(
     shape: Sequence[int] = (256, 256),
     num_classes: int = 3,
     seed: int = 0,
-    noise_std: tuple[float, float] = (0.02, 0.04),
+    noise_std: tuple[float, float] = (0.03, 0.06),
+    bias_strength: tuple[float, float] = (0.15, 0.3),
 ) -> tuple[np.ndarray, np.ndarray]:
     """A synthetic fluorescence-microscopy-like 2D image and its label map.
 
@@ -234,6 +245,7 @@ def synthetic_image_2d(
         num_classes: number of classes, background included, 2 to 8.
         seed: non-negative seed; the same seed gives identical arrays.
         noise_std: range of the Gaussian noise std per image (cell/background contrast ~0.25).
+        bias_strength: range of the illumination field's amplitude per image (see :func:`synthetic_volume`).
 
     Returns:
         ``(image, label)``: float32 in ``[0, 1]`` and uint8 arrays of ``shape``.
@@ -281,7 +293,7 @@ def synthetic_image_2d(
             mask = label == k
             image[mask] = mean * (1 + amp * tex[mask])
     image = ndimage.gaussian_filter(image, 1.0)  # optical blur
-    image *= _bias_field(rng, coords, rng.uniform(0.1, 0.2))  # uneven illumination
+    image *= _bias_field(rng, coords, rng.uniform(*bias_strength))  # uneven illumination
     image += rng.normal(0.0, rng.uniform(*noise_std), shape).astype(np.float32)
     image = image * rng.uniform(0.75, 1.15) + rng.uniform(0.0, 0.05)
     return np.clip(image, 0.0, 1.0).astype(np.float32), label
@@ -348,14 +360,14 @@ def _build(out_dir: str | os.PathLike, params: dict[str, Any], write: Callable[[
         raise FileExistsError(f"{out_dir} exists and is not a synthetic data folder; choose another out_dir.")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".part", dir=out_dir.parent))
+    old = out_dir.with_name(f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}")
     try:
         atomic_write_json(tmp / "dataset.json", write(tmp))
         atomic_write_json(tmp / MARKER, params)  # last: a folder with the marker is complete
         if _is_complete(out_dir, params):  # another process finished first
             shutil.rmtree(tmp)
             return out_dir
-        old = out_dir.with_name(f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}")
-        if out_dir.exists():
+        if out_dir.exists():  # move the stale set aside: renaming onto a non-empty folder is not possible
             os.replace(out_dir, old)
         os.replace(tmp, out_dir)
     except BaseException:

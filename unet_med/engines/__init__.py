@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from unet_med.engines.case_metrics import METRIC_NAMES, CaseMetricsReport, case_metrics, summarize_case_metrics
 from unet_med.engines.checkpoint import BestModelSaver, ResumableCheckpoint, load_network, load_state_dict
-from unet_med.engines.distributed import is_rank_zero, rank_zero_handlers
+from unet_med.engines.distributed import is_rank_zero
 from unet_med.engines.overlay import OverlayImageHandler, overlay_slice
 
 __all__ = [
@@ -18,6 +18,5 @@ __all__ = [
     "load_network",
     "load_state_dict",
     "overlay_slice",
-    "rank_zero_handlers",
     "summarize_case_metrics",
 ]

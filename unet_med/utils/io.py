@@ -30,6 +30,9 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     suffix = "".join(path.suffixes) if suffix is None else suffix
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".part{suffix}", dir=path.parent)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the permissions a plain open() would
     try:
         yield Path(tmp)
         os.replace(tmp, path)

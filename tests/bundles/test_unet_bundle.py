@@ -1,0 +1,316 @@
+"""The reference bundle bundles/unet: train, resume, evaluate, infer, two ranks, bad input, model-zoo checks.
+
+Every run uses tiny synthetic data and a tiny network through config overrides, and writes only under tmp_path.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from ignite.engine import Events
+from monai.bundle import ConfigWorkflow, ckpt_export, verify_metadata, verify_net_in_out
+
+from unet_med.data.datalist import DatasetError
+
+REPO = Path(__file__).resolve().parents[2]
+BUNDLE = REPO / "bundles" / "unet"
+CONFIGS = BUNDLE / "configs"
+TRAIN = str(CONFIGS / "train.json")
+META = str(CONFIGS / "metadata.json")
+
+
+def saved_epoch(path: Path) -> int:
+    """The last completed epoch recorded in a ``last.pt`` (Ignite saves the iteration and the epoch length)."""
+    trainer = torch.load(path, weights_only=True)["trainer"]
+    return int(trainer["iteration"]) // int(trainer["epoch_length"])
+
+
+def tiny(tmp: Path, **extra) -> dict:
+    """Overrides for a seconds-long run: 6 small demo cases, a 3-level net with 4-32 features, 16^3 patches."""
+    return {
+        "bundle_root": str(BUNDLE),
+        "output_dir": str(tmp / "runs"),
+        "ckpt_dir": str(tmp / "models"),
+        "cache_dir": str(tmp / "cache"),
+        "demo": {"num_cases": 6, "shape": [32, 32, 24], "spacing": [1.2, 1.2, 2.5]},
+        "features": [4, 8, 16, 32],
+        "patch_size": [16, 16, 16],
+        "batch_size": 2,
+        "max_epochs": 2,
+        "val_interval": 1,
+        "device": "cpu",
+        **extra,
+    }
+
+
+def workflow(configs: list[str], workflow_type: str, overrides: dict, run_id: str = "run") -> ConfigWorkflow:
+    wf = ConfigWorkflow(config_file=configs, meta_file=META, logging_file=False, workflow_type=workflow_type,
+                        run_id=run_id, **overrides)
+    wf.initialize()
+    return wf
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A bundle trained for 2 epochs on tiny demo data: (tmp folder, overrides, workflow)."""
+    tmp = tmp_path_factory.mktemp("unet_bundle")
+    overrides = tiny(tmp)
+    wf = workflow([TRAIN], "train", overrides, run_id="training")
+    wf.run()
+    wf.finalize()
+    return tmp, overrides, wf
+
+
+def test_training_writes_checkpoints_logs_and_split(trained):
+    tmp, _, wf = trained
+    trainer = wf.parser.get_parsed_content("train#trainer")
+    assert trainer.state.epoch == 2
+    evaluator = wf.parser.get_parsed_content("validate#evaluator")
+    assert 0.0 < evaluator.state.best_metric <= 1.0 and evaluator.state.best_metric_epoch in (1, 2)
+    weights = torch.load(tmp / "models" / "model.pt", weights_only=True)
+    assert "encoder.0.0.conv.weight" in weights and "head.weight" in weights
+    last = torch.load(tmp / "models" / "last.pt", weights_only=True)
+    assert {"model", "optimizer", "lr_scheduler", "trainer", "best_metric"} <= set(last)
+    assert saved_epoch(tmp / "models" / "last.pt") == 2
+    assert list((tmp / "runs" / "tensorboard").glob("events.out.tfevents.*"))
+    split = json.loads((tmp / "runs" / "datalist.json").read_text())
+    assert len(split["training"]) == 5 and len(split["validation"]) == 1
+    assert not list((tmp / "models").glob(".*part*")), "temporary checkpoint files left behind"
+
+
+def test_resume_continues_from_last_epoch_with_best_metric(trained, tmp_path):
+    tmp, overrides, wf = trained
+    best = wf.parser.get_parsed_content("validate#evaluator").state.best_metric
+    resumed = workflow([TRAIN], "train", {**overrides, "resume": True, "max_epochs": 3}, run_id="training")
+    trainer = resumed.parser.get_parsed_content("train#trainer")
+    evaluator = resumed.parser.get_parsed_content("validate#evaluator")
+    epochs_run = []
+    trainer.add_event_handler(Events.EPOCH_STARTED, lambda e: epochs_run.append(e.state.epoch))
+    resumed.run()
+    assert epochs_run == [3], "a resumed run must continue after the last saved epoch"
+    assert evaluator.state.best_metric >= best
+    assert saved_epoch(tmp / "models" / "last.pt") == 3
+
+
+def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
+    wf = workflow([TRAIN], "train", tiny(tmp_path, resume=True), run_id="training")
+    with pytest.raises(Exception) as err:
+        wf.run()
+    assert any(isinstance(e, FileNotFoundError) and "checkpoint not found" in str(e) for e in _chain(err.value))
+
+
+def test_sigkill_then_resume_loses_at_most_one_epoch(tmp_path, repo_root):
+    overrides = tiny(tmp_path, max_epochs=200, val_interval=50)
+    args = [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", TRAIN]
+    for key, value in overrides.items():
+        args += [f"--{key}", json.dumps(value) if not isinstance(value, str) else value]
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+    proc = subprocess.Popen(args, cwd=repo_root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = tmp_path / "models" / "last.pt"
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            if last.exists() and saved_epoch(last) >= 2:
+                break
+            if proc.poll() is not None:
+                pytest.fail(f"training exited early with {proc.returncode}")
+            time.sleep(0.2)
+        else:
+            pytest.fail("no checkpoint after epoch 2 within the time limit")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    saved = saved_epoch(last)  # loads: never half-written
+    resumed = workflow([TRAIN], "train", {**overrides, "resume": True, "max_epochs": saved + 1}, run_id="training")
+    trainer = resumed.parser.get_parsed_content("train#trainer")
+    started = []
+    trainer.add_event_handler(Events.EPOCH_STARTED, lambda e: started.append(e.state.epoch))
+    resumed.run()
+    assert started == [saved + 1]
+
+
+def test_evaluate_writes_per_case_metrics(trained, tmp_path):
+    _, overrides, _ = trained
+    wf = workflow([TRAIN, str(CONFIGS / "evaluate.json")], "eval", {**overrides, "output_dir": str(tmp_path)},
+                  run_id="evaluating")
+    wf.run()
+    rows = list(csv.DictReader((tmp_path / "eval" / "metrics.csv").open()))
+    assert [r["class_name"] for r in rows] == ["organ", "lesion"]  # one validation case, two foreground classes
+    assert all(0.0 <= float(r["dice"]) <= 1.0 for r in rows)
+    summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    assert summary["num_cases"] == 1 and set(summary["classes"]) == {"organ", "lesion"}
+    assert {"dice", "hd95_mm", "surface_dice"} <= set(summary["classes"]["organ"])
+
+
+def _lps_anisotropic_volume(path: Path) -> nib.Nifti1Image:
+    """A 30x26x11 LPS volume with 0.8 x 0.9 x 3.3 mm voxels, a rotation and an origin offset."""
+    rng = np.random.default_rng(3)
+    data = rng.normal(100, 20, size=(30, 26, 11)).astype(np.float32)
+    data[8:20, 6:18, 3:8] += 200
+    angle = np.deg2rad(7)
+    rotation = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
+    affine = np.eye(4)
+    affine[:3, :3] = np.diag([-1.0, -1.0, 1.0]) @ rotation @ np.diag([0.8, 0.9, 3.3])
+    affine[:3, 3] = [40.0, -12.5, 7.0]
+    image = nib.Nifti1Image(data, affine)
+    nib.save(image, path)
+    return image
+
+
+def test_inference_mask_overlays_input_voxel_for_voxel(trained, tmp_path):
+    _, overrides, _ = trained
+    source = _lps_anisotropic_volume(tmp_path / "scan.nii.gz")
+    assert nib.aff2axcodes(source.affine) == ("L", "P", "S")
+    out = tmp_path / "masks"
+    wf = workflow([TRAIN, str(CONFIGS / "inference.json")], "infer",
+                  {**overrides, "input": str(tmp_path / "scan.nii.gz"), "output_dir": str(out)}, run_id="inferring")
+    wf.run()
+    assert [p.name for p in out.iterdir()] == ["scan_seg.nii.gz"]
+    mask = nib.load(out / "scan_seg.nii.gz")
+    assert mask.shape == source.shape
+    np.testing.assert_allclose(mask.affine, source.affine, atol=1e-4)
+    assert nib.aff2axcodes(mask.affine) == ("L", "P", "S")
+    values = np.unique(np.asarray(mask.dataobj))
+    assert set(values.tolist()) <= {0, 1, 2}
+
+
+def test_inference_on_missing_input_names_it(trained, tmp_path):
+    _, overrides, _ = trained
+    wf = workflow([TRAIN, str(CONFIGS / "inference.json")], "infer",
+                  {**overrides, "input": str(tmp_path / "nope"), "output_dir": str(tmp_path)}, run_id="inferring")
+    with pytest.raises(Exception) as err:
+        wf.run()
+    assert any("input not found" in str(e) and "nope" in str(e) for e in _chain(err.value))
+
+
+def _write_case(folder: Path, name: str, image: np.ndarray, label: np.ndarray, affine=None) -> None:
+    affine = np.diag([1.2, 1.2, 2.5, 1.0]) if affine is None else affine
+    (folder / "imagesTr").mkdir(parents=True, exist_ok=True)
+    (folder / "labelsTr").mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(image.astype(np.float32), affine), folder / "imagesTr" / f"{name}.nii.gz")
+    nib.save(nib.Nifti1Image(label.astype(np.uint8), affine), folder / "labelsTr" / f"{name}.nii.gz")
+
+
+def _chain(error: BaseException) -> list[BaseException]:
+    """The error and its causes (MONAI wraps errors raised while instantiating config components)."""
+    chain: list[BaseException] = []
+    while error is not None:
+        chain.append(error)
+        error = error.__cause__
+    return chain
+
+
+def _dataset_error(tmp_path: Path, dataset_dir: Path) -> str:
+    with pytest.raises(Exception) as err:
+        workflow([TRAIN], "train", tiny(tmp_path, dataset_dir=str(dataset_dir)), run_id="training")
+    chain = _chain(err.value)
+    errors = [c for c in chain if isinstance(c, DatasetError)]
+    assert errors, f"expected a DatasetError, got {chain!r}"
+    return str(errors[0])
+
+
+def test_missing_and_empty_dataset_dir_fail_at_initialisation(tmp_path):
+    assert "not found" in _dataset_error(tmp_path, tmp_path / "absent")
+    (tmp_path / "empty").mkdir()
+    assert "empty" in _dataset_error(tmp_path, tmp_path / "empty")
+    assert not (tmp_path / "models").exists(), "nothing may be written before the data is checked"
+
+
+def test_every_bad_file_is_listed_in_one_error(tmp_path):
+    data = tmp_path / "data"
+    shape = (16, 16, 8)
+    good = np.zeros(shape)
+    for i in range(3):
+        _write_case(data, f"good_{i}", np.random.rand(*shape), good)
+    _write_case(data, "bad_labels", np.random.rand(*shape), np.full(shape, 7))
+    _write_case(data, "bad_shape", np.random.rand(*shape), np.zeros((16, 16, 9)))
+    _write_case(data, "bad_affine", np.random.rand(*shape), good)
+    nib.save(nib.Nifti1Image(good.astype(np.uint8), np.diag([2.0, 2.0, 2.0, 1.0])),
+             data / "labelsTr" / "bad_affine.nii.gz")
+    _write_case(data, "truncated", np.random.rand(*shape), good)
+    blob = (data / "imagesTr" / "truncated.nii.gz").read_bytes()
+    (data / "imagesTr" / "truncated.nii.gz").write_bytes(blob[: len(blob) // 2])
+    message = _dataset_error(tmp_path, data)
+    for name in ("bad_labels", "bad_shape", "bad_affine", "truncated"):
+        assert name in message
+    assert "good_0" not in message
+    assert not (tmp_path / "models").exists()
+
+
+def test_wrong_channel_count_is_reported(tmp_path):
+    data = tmp_path / "data"
+    shape = (16, 16, 8)
+    for i in range(2):
+        _write_case(data, f"case_{i}", np.random.rand(*shape, 2), np.zeros(shape))
+    assert "channel" in _dataset_error(tmp_path, data)
+
+
+def test_model_zoo_checks_pass_offline(tmp_path, shared_dir):
+    schema = shared_dir / "schemas" / "meta_schema_20240725.json"
+    if not schema.is_file():
+        pytest.skip(f"schema not found: {schema}")
+    verify_metadata(meta_file=META, filepath=str(schema))
+    verify_net_in_out(net_id="network_def", meta_file=META, config_file=TRAIN, n=2)
+    weights = BUNDLE / "models" / "model.pt"
+    if not weights.is_file():
+        pytest.skip("no trained weights in bundles/unet/models")
+    ckpt_export(net_id="network_def", filepath=str(tmp_path / "model.ts"), ckpt_file=str(weights),
+                meta_file=META, config_file=TRAIN)
+    scripted = torch.jit.load(tmp_path / "model.ts")
+    net = ConfigWorkflow(config_file=TRAIN, meta_file=META, logging_file=False, workflow_type="infer")
+    net.initialize()
+    eager = net.parser.get_parsed_content("network_def")
+    eager.load_state_dict(torch.load(weights, weights_only=True))
+    x = torch.rand(1, 1, 32, 32, 16)
+    torch.testing.assert_close(scripted(x), eager.eval()(x))
+
+
+def test_exact_command_from_repo_root_and_bundle_folder(tmp_path, repo_root):
+    """`python -m monai.bundle run training --config_file ...` from both folders resolves the bundle root."""
+    overrides = {k: v for k, v in tiny(tmp_path, max_epochs=1).items() if k != "bundle_root"}
+    extra = []
+    for key, value in overrides.items():
+        extra += [f"--{key}", json.dumps(value) if not isinstance(value, str) else value]
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+    for cwd, config in ((repo_root, "bundles/unet/configs/train.json"), (BUNDLE, "configs/train.json")):
+        result = subprocess.run(
+            [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", config, *extra,
+             "--output_dir", str(tmp_path / cwd.name)],
+            cwd=cwd, env=env, capture_output=True, text=True, timeout=300,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert (tmp_path / cwd.name / "datalist.json").is_file()
+    from unet_med.bundle import locate_bundle_root
+
+    assert locate_bundle_root(argv=["x", "run", "--config_file", "bundles/unet/configs/train.json"]) == str(BUNDLE)
+
+
+def test_two_cpu_ranks_train_with_gloo(tmp_path, repo_root):
+    # 10 cases: 2 validation cases, one per rank
+    overrides = tiny(tmp_path, max_epochs=1, demo={"num_cases": 10, "shape": [32, 32, 24], "spacing": [1.2, 1.2, 2.5]})
+    args = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29531",
+            "-m", "monai.bundle", "run", "training", "--config_file",
+            f"['{TRAIN}','{CONFIGS / 'multi_gpu_train.json'}']"]
+    for key, value in overrides.items():
+        args += [f"--{key}", json.dumps(value) if not isinstance(value, str) else value]
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(args, cwd=repo_root, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "models" / "model.pt").is_file()
+    assert (tmp_path / "models" / "last.pt").is_file()
+    # only rank 0 writes: every TensorBoard event file comes from one process (the pid is in the name)
+    events = list((tmp_path / "runs" / "tensorboard").glob("events.out.tfevents.*"))
+    assert events and len({p.name.split(".")[4] for p in events}) == 1
