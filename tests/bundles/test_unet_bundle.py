@@ -28,6 +28,7 @@ BUNDLE = REPO / "bundles" / "unet"
 CONFIGS = BUNDLE / "configs"
 TRAIN = str(CONFIGS / "train.json")
 META = str(CONFIGS / "metadata.json")
+RNG = np.random.default_rng(0)
 
 
 def saved_epoch(path: Path) -> int:
@@ -55,8 +56,9 @@ def tiny(tmp: Path, **extra) -> dict:
 
 
 def workflow(configs: list[str], workflow_type: str, overrides: dict, run_id: str = "run") -> ConfigWorkflow:
-    wf = ConfigWorkflow(config_file=configs, meta_file=META, logging_file=False, workflow_type=workflow_type,
-                        run_id=run_id, **overrides)
+    wf = ConfigWorkflow(
+        config_file=configs, meta_file=META, logging_file=False, workflow_type=workflow_type, run_id=run_id, **overrides
+    )
     wf.initialize()
     return wf
 
@@ -144,8 +146,9 @@ def test_sigkill_then_resume_loses_at_most_one_epoch(tmp_path, repo_root):
 
 def test_evaluate_writes_per_case_metrics(trained, tmp_path):
     _, overrides, _ = trained
-    wf = workflow([TRAIN, str(CONFIGS / "evaluate.json")], "eval", {**overrides, "output_dir": str(tmp_path)},
-                  run_id="evaluating")
+    wf = workflow(
+        [TRAIN, str(CONFIGS / "evaluate.json")], "eval", {**overrides, "output_dir": str(tmp_path)}, run_id="evaluating"
+    )
     wf.run()
     rows = list(csv.DictReader((tmp_path / "eval" / "metrics.csv").open()))
     assert [r["class_name"] for r in rows] == ["organ", "lesion"]  # one validation case, two foreground classes
@@ -175,8 +178,12 @@ def test_inference_mask_overlays_input_voxel_for_voxel(trained, tmp_path):
     source = _lps_anisotropic_volume(tmp_path / "scan.nii.gz")
     assert nib.aff2axcodes(source.affine) == ("L", "P", "S")
     out = tmp_path / "masks"
-    wf = workflow([TRAIN, str(CONFIGS / "inference.json")], "infer",
-                  {**overrides, "input": str(tmp_path / "scan.nii.gz"), "output_dir": str(out)}, run_id="inferring")
+    wf = workflow(
+        [TRAIN, str(CONFIGS / "inference.json")],
+        "infer",
+        {**overrides, "input": str(tmp_path / "scan.nii.gz"), "output_dir": str(out)},
+        run_id="inferring",
+    )
     wf.run()
     assert [p.name for p in out.iterdir()] == ["scan_seg.nii.gz"]
     mask = nib.load(out / "scan_seg.nii.gz")
@@ -189,8 +196,12 @@ def test_inference_mask_overlays_input_voxel_for_voxel(trained, tmp_path):
 
 def test_inference_on_missing_input_names_it(trained, tmp_path):
     _, overrides, _ = trained
-    wf = workflow([TRAIN, str(CONFIGS / "inference.json")], "infer",
-                  {**overrides, "input": str(tmp_path / "nope"), "output_dir": str(tmp_path)}, run_id="inferring")
+    wf = workflow(
+        [TRAIN, str(CONFIGS / "inference.json")],
+        "infer",
+        {**overrides, "input": str(tmp_path / "nope"), "output_dir": str(tmp_path)},
+        run_id="inferring",
+    )
     with pytest.raises(Exception) as err:
         wf.run()
     assert any("input not found" in str(e) and "nope" in str(e) for e in _chain(err.value))
@@ -234,13 +245,14 @@ def test_every_bad_file_is_listed_in_one_error(tmp_path):
     shape = (16, 16, 8)
     good = np.zeros(shape)
     for i in range(3):
-        _write_case(data, f"good_{i}", np.random.rand(*shape), good)
-    _write_case(data, "bad_labels", np.random.rand(*shape), np.full(shape, 7))
-    _write_case(data, "bad_shape", np.random.rand(*shape), np.zeros((16, 16, 9)))
-    _write_case(data, "bad_affine", np.random.rand(*shape), good)
-    nib.save(nib.Nifti1Image(good.astype(np.uint8), np.diag([2.0, 2.0, 2.0, 1.0])),
-             data / "labelsTr" / "bad_affine.nii.gz")
-    _write_case(data, "truncated", np.random.rand(*shape), good)
+        _write_case(data, f"good_{i}", RNG.random(shape), good)
+    _write_case(data, "bad_labels", RNG.random(shape), np.full(shape, 7))
+    _write_case(data, "bad_shape", RNG.random(shape), np.zeros((16, 16, 9)))
+    _write_case(data, "bad_affine", RNG.random(shape), good)
+    nib.save(
+        nib.Nifti1Image(good.astype(np.uint8), np.diag([2.0, 2.0, 2.0, 1.0])), data / "labelsTr" / "bad_affine.nii.gz"
+    )
+    _write_case(data, "truncated", RNG.random(shape), good)
     blob = (data / "imagesTr" / "truncated.nii.gz").read_bytes()
     (data / "imagesTr" / "truncated.nii.gz").write_bytes(blob[: len(blob) // 2])
     message = _dataset_error(tmp_path, data)
@@ -254,7 +266,7 @@ def test_wrong_channel_count_is_reported(tmp_path):
     data = tmp_path / "data"
     shape = (16, 16, 8)
     for i in range(2):
-        _write_case(data, f"case_{i}", np.random.rand(*shape, 2), np.zeros(shape))
+        _write_case(data, f"case_{i}", RNG.random((*shape, 2)), np.zeros(shape))
     assert "channel" in _dataset_error(tmp_path, data)
 
 
@@ -267,8 +279,13 @@ def test_model_zoo_checks_pass_offline(tmp_path, shared_dir):
     weights = BUNDLE / "models" / "model.pt"
     if not weights.is_file():
         pytest.skip("no trained weights in bundles/unet/models")
-    ckpt_export(net_id="network_def", filepath=str(tmp_path / "model.ts"), ckpt_file=str(weights),
-                meta_file=META, config_file=TRAIN)
+    ckpt_export(
+        net_id="network_def",
+        filepath=str(tmp_path / "model.ts"),
+        ckpt_file=str(weights),
+        meta_file=META,
+        config_file=TRAIN,
+    )
     scripted = torch.jit.load(tmp_path / "model.ts")
     net = ConfigWorkflow(config_file=TRAIN, meta_file=META, logging_file=False, workflow_type="infer")
     net.initialize()
@@ -287,9 +304,23 @@ def test_exact_command_from_repo_root_and_bundle_folder(tmp_path, repo_root):
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
     for cwd, config in ((repo_root, "bundles/unet/configs/train.json"), (BUNDLE, "configs/train.json")):
         result = subprocess.run(
-            [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", config, *extra,
-             "--output_dir", str(tmp_path / cwd.name)],
-            cwd=cwd, env=env, capture_output=True, text=True, timeout=300,
+            [
+                sys.executable,
+                "-m",
+                "monai.bundle",
+                "run",
+                "training",
+                "--config_file",
+                config,
+                *extra,
+                "--output_dir",
+                str(tmp_path / cwd.name),
+            ],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         assert result.returncode == 0, result.stderr[-3000:]
         assert (tmp_path / cwd.name / "datalist.json").is_file()
@@ -301,9 +332,19 @@ def test_exact_command_from_repo_root_and_bundle_folder(tmp_path, repo_root):
 def test_two_cpu_ranks_train_with_gloo(tmp_path, repo_root):
     # 10 cases: 2 validation cases, one per rank
     overrides = tiny(tmp_path, max_epochs=1, demo={"num_cases": 10, "shape": [32, 32, 24], "spacing": [1.2, 1.2, 2.5]})
-    args = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29531",
-            "-m", "monai.bundle", "run", "training", "--config_file",
-            f"['{TRAIN}','{CONFIGS / 'multi_gpu_train.json'}']"]
+    args = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_port=29531",
+        "-m",
+        "monai.bundle",
+        "run",
+        "training",
+        "--config_file",
+        f"['{TRAIN}','{CONFIGS / 'multi_gpu_train.json'}']",
+    ]
     for key, value in overrides.items():
         args += [f"--{key}", json.dumps(value) if not isinstance(value, str) else value]
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": "1"}

@@ -273,9 +273,3 @@ def test_2d_idempotent_and_format_change_regenerates(tmp_path):
     assert sorted(p.name for p in (out / "imagesTr").iterdir()) == ["case_000.tif", "case_001.tif"]
     with pytest.raises(ValueError):
         make_demo_dataset_2d(tmp_path / "y", fmt="jpg")
-
-
-def test_command_line(tmp_path, capsys):
-    out = synthetic.main(["--out", str(tmp_path / "cli"), "--dims", "2", "--num-cases", "1"])
-    assert out == tmp_path / "cli" and (out / "imagesTr/case_000.png").is_file()
-    assert str(out) in capsys.readouterr().out

@@ -29,7 +29,9 @@ def test_classic_2d_parameter_count():
 
 @pytest.mark.parametrize("dims", [2, 3])
 @pytest.mark.parametrize("in_channels,out_channels", [(1, 2), (3, 5)])
-@pytest.mark.parametrize("norm", [None, "batch", "instance", ["group", {"num_groups": 2}], ["instance", {"affine": True}]])
+@pytest.mark.parametrize(
+    "norm", [None, "batch", "instance", ["group", {"num_groups": 2}], ["instance", {"affine": True}]]
+)
 def test_output_shape(dims, in_channels, out_channels, norm):
     net = _net(dims, in_channels=in_channels, out_channels=out_channels, norm=norm, dropout=0.1).eval()
     spatial = (12, 20, 8)[:dims]  # divisible by 4 but not square
@@ -38,10 +40,13 @@ def test_output_shape(dims, in_channels, out_channels, norm):
     assert out.shape == (2, out_channels, *spatial)
 
 
-@pytest.mark.parametrize("dims,spatial,message", [
-    (2, (13, 16), "pad to [16, 16]"),
-    (3, (16, 18, 7), "pad to [16, 20, 8]"),
-])
+@pytest.mark.parametrize(
+    "dims,spatial,message",
+    [
+        (2, (13, 16), "pad to [16, 16]"),
+        (3, (16, 18, 7), "pad to [16, 20, 8]"),
+    ],
+)
 def test_indivisible_size_says_what_to_pad_to(dims, spatial, message):
     net = _net(dims)
     with pytest.raises(ValueError, match=r"not divisible by \[4, 4") as err:
@@ -65,16 +70,19 @@ def test_pool_sizes_broadcast_per_axis_tuple():
     assert net.divisor == [4, 4, 1]
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"spatial_dims": 1}, "spatial_dims must be 2 or 3, got 1"),
-    ({"spatial_dims": 4}, "spatial_dims must be 2 or 3, got 4"),
-    ({"features": (8,)}, "at least two"),
-    ({"features": (8, 0)}, "at least two positive"),
-    ({"in_channels": 0}, "in_channels"),
-    ({"pool_sizes": [2, 2, 2, 2]}, "needs 2 entries"),
-    ({"pool_sizes": [(2, 2), 2]}, "pool size"),
-    ({"pool_sizes": 0}, "pool size"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"spatial_dims": 1}, "spatial_dims must be 2 or 3, got 1"),
+        ({"spatial_dims": 4}, "spatial_dims must be 2 or 3, got 4"),
+        ({"features": (8,)}, "at least two"),
+        ({"features": (8, 0)}, "at least two positive"),
+        ({"in_channels": 0}, "in_channels"),
+        ({"pool_sizes": [2, 2, 2, 2]}, "needs 2 entries"),
+        ({"pool_sizes": [(2, 2), 2]}, "pool size"),
+        ({"pool_sizes": 0}, "pool size"),
+    ],
+)
 def test_bad_arguments_raise(kwargs, match):
     args = {"spatial_dims": 3, "in_channels": 1, "out_channels": 2, "features": TINY} | kwargs
     with pytest.raises(ValueError, match=match):

@@ -15,7 +15,6 @@ by a small U-Net; ``make_demo_dataset_3d`` / ``make_demo_dataset_2d`` write them
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -539,29 +538,3 @@ def make_demo_dataset_2d(
         )
 
     return _build(out_dir, params, write)
-
-
-def main(argv: Sequence[str] | None = None) -> Path:
-    """Command line: ``python -m unet_med.data.synthetic --out DIR [--dims 3] [--num-cases N] [--seed S]``."""
-    parser = argparse.ArgumentParser(description="Write a synthetic labelled demo dataset (MSD-style folder).")
-    parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--dims", type=int, choices=(2, 3), default=3)
-    parser.add_argument("--num-cases", type=int, default=None, help="default: 24 (3D) or 20 (2D)")
-    parser.add_argument("--num-classes", type=int, default=3)
-    parser.add_argument("--fmt", choices=("png", "tif"), default="png", help="2D file format")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    if args.dims == 3:
-        out = make_demo_dataset_3d(
-            args.out, num_cases=args.num_cases or 24, num_classes=args.num_classes, seed=args.seed
-        )
-    else:
-        out = make_demo_dataset_2d(
-            args.out, num_cases=args.num_cases or 20, num_classes=args.num_classes, fmt=args.fmt, seed=args.seed
-        )
-    print(out)
-    return out
-
-
-if __name__ == "__main__":
-    main()

@@ -33,7 +33,11 @@ logger = logging.getLogger(__name__)
 
 def _unwrap(module: Any) -> Any:
     """The plain module inside ``DistributedDataParallel`` / ``DataParallel``."""
-    return module.module if isinstance(module, (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)) else module
+    return (
+        module.module
+        if isinstance(module, (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel))
+        else module
+    )
 
 
 def load_state_dict(path: str | os.PathLike, key: str | None = None) -> dict[str, Any]:
@@ -57,10 +61,12 @@ def load_state_dict(path: str | os.PathLike, key: str | None = None) -> dict[str
     return state
 
 
-def load_network(network: torch.nn.Module, path: str | os.PathLike, device: str | torch.device = "cpu") -> torch.nn.Module:
+def load_network(
+    network: torch.nn.Module, path: str | os.PathLike, device: str | torch.device = "cpu"
+) -> torch.nn.Module:
     """Loads weights from ``path`` (a state dict, or a checkpoint with a ``"model"`` entry) with
     ``weights_only=True`` into ``network``, moves it to ``device`` and returns it in eval mode."""
-    state = load_state_dict(path)
+    state: Mapping[str, Any] = load_state_dict(path)
     if "model" in state and isinstance(state["model"], Mapping):
         state = state["model"]
     try:
@@ -95,7 +101,7 @@ class ResumableCheckpoint:
         self,
         save_dir: str | os.PathLike,
         save_dict: Mapping[str, Any],
-        evaluator: Engine | None = None,
+        evaluator: Any = None,
         resume: bool = False,
         filename: str = "last.pt",
         save_interval: int = 1,
@@ -164,9 +170,11 @@ class BestModelSaver:
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.EPOCH_COMPLETED, self)
 
-    def __call__(self, engine: Engine) -> None:
+    def __call__(self, engine: Any) -> None:
         if engine.state.best_metric_epoch != engine.state.epoch or not is_rank_zero():
             return
         with atomic_path(self.path) as tmp:
             torch.save(_unwrap(self.network).state_dict(), tmp)
-        logger.info("saved best model (%.4f at epoch %d) to %s", engine.state.best_metric, engine.state.epoch, self.path)
+        logger.info(
+            "saved best model (%.4f at epoch %d) to %s", engine.state.best_metric, engine.state.epoch, self.path
+        )

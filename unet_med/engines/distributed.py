@@ -13,4 +13,7 @@ def is_rank_zero() -> bool:
     Bundle configs disable handlers that only print or write files on the other ranks with
     ``"_disabled_": "$not unet_med.engines.is_rank_zero()"``; MONAI then never constructs them.
     """
-    return not (torch.distributed.is_available() and torch.distributed.is_initialized()) or torch.distributed.get_rank() == 0
+    return (
+        not (torch.distributed.is_available() and torch.distributed.is_initialized())
+        or torch.distributed.get_rank() == 0
+    )

@@ -21,8 +21,10 @@ valid convolutions, so the output has the input's spatial size.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from monai.networks.blocks import Convolution
@@ -40,6 +42,11 @@ def _per_axis(value: int | Sequence[int], spatial_dims: int, name: str) -> tuple
     if len(values) != spatial_dims or any(v < 1 for v in values):
         raise ValueError(f"{name} must be a positive int or {spatial_dims} positive ints, got {value!r}.")
     return values
+
+
+def _spec(value: Any) -> Any:
+    """A MONAI layer spec with JSON lists turned into the tuples MONAI's factories expect."""
+    return tuple(value) if isinstance(value, list) else value
 
 
 class UNet(nn.Module):
@@ -101,14 +108,18 @@ class UNet(nn.Module):
         if len(features) < 2 or any(f < 1 for f in features):
             raise ValueError(f"features needs at least two positive widths (one block and the bridge), got {features}.")
         n_pools = len(features) - 1
+        per_stage: Sequence[Any]
         if isinstance(pool_sizes, int) or (
-            isinstance(pool_sizes, Sequence) and len(pool_sizes) == spatial_dims and all(isinstance(p, int) for p in pool_sizes)
-            and n_pools != spatial_dims
+            len(pool_sizes) == spatial_dims and all(isinstance(p, int) for p in pool_sizes) and n_pools != spatial_dims
         ):
-            pool_sizes = [pool_sizes] * n_pools  # one size (scalar or per-axis) for every stage
-        if len(pool_sizes) != n_pools:
-            raise ValueError(f"pool_sizes needs {n_pools} entries (one per pooling), got {len(pool_sizes)}.")
-        pools = [_per_axis(p, spatial_dims, "each pool size") for p in pool_sizes]
+            per_stage = [pool_sizes] * n_pools  # one size (scalar or per-axis) for every stage
+        else:
+            per_stage = pool_sizes
+        if len(per_stage) != n_pools:
+            raise ValueError(f"pool_sizes needs {n_pools} entries (one per pooling), got {len(per_stage)}.")
+        pools = [_per_axis(p, spatial_dims, "each pool size") for p in per_stage]
+        # JSON configs give specs as lists; MONAI's factories take tuples
+        act_spec, norm_spec, dropout_spec = _spec(act), _spec(norm), _spec(dropout)
 
         self.spatial_dims = spatial_dims
         self.in_channels = in_channels
@@ -122,32 +133,44 @@ class UNet(nn.Module):
         self.divisor = factors  # total pooling factor per axis: input sizes must be multiples
 
         def block(c_in: int, c_out: int) -> nn.Sequential:
-            return nn.Sequential(*(
-                Convolution(
-                    spatial_dims, c, c_out, kernel_size=3, act=act, norm=norm, dropout=dropout, bias=bias,
-                    adn_ordering="NAD",
+            return nn.Sequential(
+                *(
+                    Convolution(
+                        spatial_dims,
+                        c,
+                        c_out,
+                        kernel_size=3,
+                        act=act_spec,
+                        norm=norm_spec,
+                        dropout=dropout_spec,
+                        bias=bias,
+                        adn_ordering="NAD",
+                    )
+                    for c in (c_in, c_out)
                 )
-                for c in (c_in, c_out)
-            ))
+            )
 
         conv_t = Conv[Conv.CONVTRANS, spatial_dims]
         conv = Conv[Conv.CONV, spatial_dims]
         max_pool = Pool[Pool.MAX, spatial_dims]
         widths = (in_channels, *features[:-1])
-        self.encoder = nn.ModuleList(block(c_in, c_out) for c_in, c_out in zip(widths[:-1], widths[1:]))
+        self.encoder = nn.ModuleList(block(c_in, c_out) for c_in, c_out in itertools.pairwise(widths))
         self.pool = nn.ModuleList(max_pool(kernel_size=p, stride=p) for p in pools)
         self.bridge = block(features[-2], features[-1])
         # decoder.0 is the deepest; decoder.i upsamples features[-1 - i] to features[-2 - i].
         deep_to_shallow = list(range(n_pools - 1, -1, -1))
         self.upsample = nn.ModuleList(
-            conv_t(features[i + 1], features[i], kernel_size=pools[i], stride=pools[i], bias=bias) for i in deep_to_shallow
+            conv_t(features[i + 1], features[i], kernel_size=pools[i], stride=pools[i], bias=bias)
+            for i in deep_to_shallow
         )
         self.decoder = nn.ModuleList(block(2 * features[i], features[i]) for i in deep_to_shallow)
         self.head = conv(features[0], out_channels, kernel_size=1)
         # Auxiliary heads on every decoder stage but the last, deepest first; used in training only.
-        self.aux_heads = nn.ModuleList(
-            conv(features[i], out_channels, kernel_size=1) for i in deep_to_shallow[:-1]
-        ) if deep_supervision else nn.ModuleList()
+        self.aux_heads = (
+            nn.ModuleList(conv(features[i], out_channels, kernel_size=1) for i in deep_to_shallow[:-1])
+            if deep_supervision
+            else nn.ModuleList()
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         """Returns logits ``(B, out_channels, *spatial)``; a list of them (full size first) when training with

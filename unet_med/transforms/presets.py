@@ -130,8 +130,12 @@ def train_augmentation(
     transforms: list[MapTransform] = [
         SpatialPadd(keys=keys, spatial_size=list(patch_size)),
         RandCropByLabelClassesd(
-            keys=keys, label_key=label_key, spatial_size=list(patch_size), num_classes=num_classes,
-            ratios=list(ratios) if ratios is not None else [1.0] * num_classes, num_samples=num_samples,
+            keys=keys,
+            label_key=label_key,
+            spatial_size=list(patch_size),
+            num_classes=num_classes,
+            ratios=list(ratios) if ratios is not None else [1.0] * num_classes,
+            num_samples=num_samples,
             warn=False,
         ),
     ]
@@ -168,7 +172,10 @@ def inference_postprocessing(
     if invert:
         transforms.append(
             Invertd(
-                keys=pred_key, transform=preprocess, orig_keys=image_key, nearest_interp=not save_probabilities,
+                keys=pred_key,
+                transform=preprocess,
+                orig_keys=image_key,
+                nearest_interp=not save_probabilities,
                 to_tensor=True,
             )
         )

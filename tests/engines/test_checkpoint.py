@@ -1,0 +1,49 @@
+"""Weights-only loading and the atomic, resumable checkpoint handlers."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+import torch
+
+from unet_med.engines import load_network, load_state_dict
+from unet_med.networks import UNet
+
+
+def test_pickle_payload_is_refused_and_nothing_runs(tmp_path):
+    canary = tmp_path / "canary"
+    path = tmp_path / "evil.pt"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(canary), "w"))
+
+    with open(path, "wb") as f:
+        pickle.dump({"model": Payload()}, f)
+    with pytest.raises(ValueError, match="not a weights-only checkpoint"):
+        load_state_dict(path)
+    assert not canary.exists()
+
+
+def test_truncated_and_missing_files(tmp_path):
+    net = UNet(3, 1, 2, features=(4, 8))
+    path = tmp_path / "model.pt"
+    torch.save(net.state_dict(), path)
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(ValueError, match=r"model\.pt"):
+        load_state_dict(path)
+    with pytest.raises(FileNotFoundError, match=r"absent\.pt"):
+        load_state_dict(tmp_path / "absent.pt")
+
+
+def test_load_network_accepts_state_dict_or_checkpoint_and_rejects_mismatch(tmp_path):
+    net = UNet(3, 1, 2, features=(4, 8))
+    torch.save(net.state_dict(), tmp_path / "a.pt")
+    torch.save({"model": net.state_dict(), "epoch": torch.tensor(3)}, tmp_path / "b.pt")
+    for name in ("a.pt", "b.pt"):
+        loaded = load_network(UNet(3, 1, 2, features=(4, 8)), tmp_path / name)
+        assert not loaded.training
+        torch.testing.assert_close(loaded.head.weight, net.head.weight)
+    with pytest.raises(ValueError, match="do not fit"):
+        load_network(UNet(3, 1, 3, features=(4, 8)), tmp_path / "a.pt")

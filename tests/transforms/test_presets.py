@@ -1,0 +1,67 @@
+"""Preprocessing presets and their inversion back to the input geometry."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from monai.data import decollate_batch
+
+from unet_med.transforms import inference_postprocessing, preprocessing, train_augmentation
+
+
+def _lps_volume(path, shape=(20, 18, 7), zooms=(0.8, 0.9, 3.0)):
+    affine = np.diag([-zooms[0], -zooms[1], zooms[2], 1.0])
+    affine[:3, 3] = [10.0, 20.0, -5.0]
+    data = np.random.default_rng(0).normal(50, 10, size=shape).astype(np.float32)
+    nib.save(nib.Nifti1Image(data, affine), path)
+    return affine
+
+
+def test_preprocessing_then_inversion_restores_geometry(tmp_path):
+    affine = _lps_volume(tmp_path / "scan.nii.gz")
+    pre = preprocessing(keys=["image"], modality="mri", pixdim=(1.5, 1.5, 1.5))
+    sample = pre({"image": str(tmp_path / "scan.nii.gz")})
+    image = sample["image"]
+    assert tuple(image.shape[1:]) != (20, 18, 7)  # resampled and reoriented
+    assert abs(float(image.mean())) < 0.1 and abs(float(image.std()) - 1) < 0.1
+    logits = torch.randn(1, 3, *image.shape[1:])
+    from monai.data import MetaTensor
+
+    sample["pred"] = MetaTensor(logits[0], affine=image.affine, meta=image.meta)
+    sample["pred"].applied_operations = image.applied_operations
+    post = inference_postprocessing(pre)
+    out = post(sample)
+    pred = out["pred"]
+    assert tuple(pred.shape) == (1, 20, 18, 7)
+    np.testing.assert_allclose(np.asarray(pred.affine), affine, atol=1e-4)
+    assert set(torch.unique(pred).tolist()) <= {0, 1, 2}
+
+
+def test_ct_window_scales_to_unit_range(tmp_path):
+    data = np.linspace(-2000, 2000, 8 * 8 * 8, dtype=np.float32).reshape(8, 8, 8)
+    nib.save(nib.Nifti1Image(data, np.eye(4)), tmp_path / "ct.nii.gz")
+    image = preprocessing(keys=["image"], modality="ct", ct_window=(-100, 300))({"image": str(tmp_path / "ct.nii.gz")})[
+        "image"
+    ]
+    assert float(image.min()) == 0.0 and float(image.max()) == 1.0
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="modality"):
+        preprocessing(modality="pet")
+    with pytest.raises(ValueError, match="image_key"):
+        preprocessing(keys=["label"])
+
+
+def test_train_augmentation_samples_patches_of_patch_size():
+    aug = train_augmentation(patch_size=(16, 16, 8), num_classes=3, num_samples=3)
+    image = torch.rand(1, 20, 20, 10)
+    label = torch.zeros(1, 20, 20, 10, dtype=torch.uint8)
+    label[0, 5:10, 5:10, 2:5] = 1
+    label[0, 12:15, 12:15, 5:8] = 2
+    samples = aug({"image": image, "label": label})
+    assert len(samples) == 3
+    assert all(tuple(s["image"].shape) == (1, 16, 16, 8) for s in samples)
+    assert decollate_batch is not None
