@@ -355,3 +355,27 @@ def test_two_cpu_ranks_train_with_gloo(tmp_path, repo_root):
     # only rank 0 writes: every TensorBoard event file comes from one process (the pid is in the name)
     events = list((tmp_path / "runs" / "tensorboard").glob("events.out.tfevents.*"))
     assert events and len({p.name.split(".")[4] for p in events}) == 1
+
+
+def test_short_run_on_msd_hippocampus(tmp_path, shared_dir):
+    """Train one epoch on 8 real MSD Task04 cases named by a fixed datalist (3 classes, 1 mm, RAS)."""
+    dataset = shared_dir / "data" / "Task04_Hippocampus"
+    if not (dataset / "dataset.json").is_file():
+        pytest.skip(f"Task04_Hippocampus not found in {dataset.parent}")
+    from unet_med.data import load_datalist, write_datalist
+
+    items = load_datalist(dataset)
+    write_datalist(tmp_path / "split.json", items[:6], items[6:8])
+    overrides = tiny(
+        tmp_path,
+        dataset_dir=str(dataset),
+        datalist_file=str(tmp_path / "split.json"),
+        class_names=["background", "anterior", "posterior"],
+        pixdim=[1.0, 1.0, 1.0],
+        max_epochs=1,
+    )
+    wf = workflow([TRAIN], "train", overrides, run_id="training")
+    wf.run()
+    evaluator = wf.parser.get_parsed_content("validate#evaluator")
+    assert 0.0 <= evaluator.state.best_metric <= 1.0
+    assert (tmp_path / "models" / "model.pt").is_file()
