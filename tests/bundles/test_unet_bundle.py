@@ -65,9 +65,10 @@ def workflow(configs: list[str], workflow_type: str, overrides: dict, run_id: st
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A bundle trained for 2 epochs on tiny demo data: (tmp folder, overrides, workflow)."""
+    """A bundle trained for 2 epochs on tiny demo data with bf16 autocast (``amp`` on a CPU):
+    (tmp folder, overrides, workflow). The default fp32 path runs in the subprocess tests."""
     tmp = tmp_path_factory.mktemp("unet_bundle")
-    overrides = tiny(tmp)
+    overrides = tiny(tmp, amp=True)
     wf = workflow([TRAIN], "train", overrides, run_id="training")
     wf.run()
     wf.finalize()
@@ -76,6 +77,7 @@ def trained(tmp_path_factory):
 
 def test_training_writes_checkpoints_logs_and_split(trained):
     tmp, _, wf = trained
+    assert wf.parser.get_parsed_content("train#inferer").enabled  # bf16 autocast on the CPU
     trainer = wf.parser.get_parsed_content("train#trainer")
     assert trainer.state.epoch == 2
     evaluator = wf.parser.get_parsed_content("validate#evaluator")
