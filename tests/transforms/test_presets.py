@@ -6,7 +6,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from monai.data import decollate_batch
+from monai.data import MetaTensor
 
 from unet_med.transforms import inference_postprocessing, preprocessing, train_augmentation
 
@@ -27,8 +27,6 @@ def test_preprocessing_then_inversion_restores_geometry(tmp_path):
     assert tuple(image.shape[1:]) != (20, 18, 7)  # resampled and reoriented
     assert abs(float(image.mean())) < 0.1 and abs(float(image.std()) - 1) < 0.1
     logits = torch.randn(1, 3, *image.shape[1:])
-    from monai.data import MetaTensor
-
     sample["pred"] = MetaTensor(logits[0], affine=image.affine, meta=image.meta)
     sample["pred"].applied_operations = image.applied_operations
     post = inference_postprocessing(pre)
@@ -64,4 +62,3 @@ def test_train_augmentation_samples_patches_of_patch_size():
     samples = aug({"image": image, "label": label})
     assert len(samples) == 3
     assert all(tuple(s["image"].shape) == (1, 16, 16, 8) for s in samples)
-    assert decollate_batch is not None

@@ -1,6 +1,4 @@
-"""The ``unet-med`` command line.
-
-Subcommands:
+"""``unet-med`` data commands.
 
 - ``unet-med demo-data --out DIR [--dims 3]``: write the synthetic demo set (an MSD-style folder).
 - ``unet-med check-data DIR --num-classes K [--in-channels C]``: check a dataset folder the way training does and
@@ -11,11 +9,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
 
-from unet_med import __version__
-
-__all__ = ["main"]
+__all__ = ["register"]
 
 
 def _demo_data(args: argparse.Namespace) -> int:
@@ -46,12 +41,9 @@ def _check_data(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="unet-med", description="U-Net segmentation bundles on MONAI.")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    demo = sub.add_parser("demo-data", help="write a synthetic labelled demo dataset (MSD-style folder)")
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Adds ``demo-data`` and ``check-data`` to the ``unet-med`` command line."""
+    demo = subparsers.add_parser("demo-data", help="write a synthetic labelled demo dataset (MSD-style folder)")
     demo.add_argument("--out", required=True, help="output folder")
     demo.add_argument("--dims", type=int, choices=(2, 3), default=3)
     demo.add_argument("--num-cases", type=int, default=None, help="default: 24 (3D) or 20 (2D)")
@@ -60,19 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=_demo_data)
 
-    check = sub.add_parser("check-data", help="check a dataset folder before training")
+    check = subparsers.add_parser("check-data", help="check a dataset folder before training")
     check.add_argument("dataset_dir")
     check.add_argument("--num-classes", type=int, required=True, help="classes including background")
     check.add_argument("--in-channels", type=int, default=1)
     check.add_argument("--dims", type=int, choices=(2, 3), default=3)
     check.set_defaults(func=_check_data)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return int(args.func(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

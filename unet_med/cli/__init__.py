@@ -1,0 +1,34 @@
+"""The ``unet-med`` command line: one module per group of subcommands, each with a ``register(subparsers)``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from unet_med import __version__
+
+__all__ = ["build_parser", "main"]
+
+#: Modules that add subcommands; each defines ``register(subparsers)`` and sets ``func`` on its parsers.
+COMMAND_MODULES = ("unet_med.cli.data",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="unet-med", description="U-Net segmentation bundles on MONAI.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the command line and returns the exit status."""
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
