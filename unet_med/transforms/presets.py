@@ -3,8 +3,10 @@
 Preprocessing is deterministic and invertible (orientation, spacing, padding), so ``monai.transforms.Invertd`` can
 map a prediction back to the input's own geometry. Intensity normalisation depends on the modality:
 
-- ``"mri"``: z-score per channel over the nonzero voxels (intensity scales differ wildly between MRI cases).
-- ``"ct"``: clip Hounsfield units to ``ct_window`` and scale it to [0, 1].
+- ``"mri"``: z-score per channel over the voxels above the channel's minimum (the body or brain; intensity scales
+  differ wildly between MRI cases, and backgrounds are 0 or a constant negative value).
+- ``"ct"``: clip Hounsfield units to ``ct_window`` (a fixed window, or the foreground's 0.5-99.5 percentiles
+  proposed by :mod:`unet_med.data.planning`) and scale it to [0, 1].
 - ``"none"``: no intensity change.
 """
 
@@ -21,7 +23,6 @@ from monai.transforms import (
     EnsureTyped,
     Invertd,
     LoadImaged,
-    NormalizeIntensityd,
     Orientationd,
     RandCropByLabelClassesd,
     RandFlipd,
@@ -34,6 +35,8 @@ from monai.transforms import (
     SpatialPadd,
 )
 from monai.transforms.transform import MapTransform
+
+from unet_med.transforms.intensity import ZScoreForegroundd
 
 __all__ = ["inference_postprocessing", "preprocessing", "train_augmentation"]
 
@@ -88,7 +91,7 @@ def preprocessing(
     if pixdim is not None:
         transforms.append(Spacingd(keys=keys, pixdim=list(pixdim), mode=modes))
     if modality == "mri":
-        transforms.append(NormalizeIntensityd(keys=image_key, nonzero=True, channel_wise=True))
+        transforms.append(ZScoreForegroundd(keys=image_key))
     elif modality == "ct":
         low, high = ct_window
         transforms.append(ScaleIntensityRanged(keys=image_key, a_min=low, a_max=high, b_min=0.0, b_max=1.0, clip=True))
