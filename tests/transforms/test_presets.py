@@ -62,3 +62,12 @@ def test_train_augmentation_samples_patches_of_patch_size():
     samples = aug({"image": image, "label": label})
     assert len(samples) == 3
     assert all(tuple(s["image"].shape) == (1, 16, 16, 8) for s in samples)
+
+
+def test_non_square_patches_keep_their_shape():
+    aug = train_augmentation(patch_size=(8, 12, 8), num_classes=2, num_samples=4)
+    label = torch.zeros(1, 16, 16, 10, dtype=torch.uint8)
+    label[0, 4:9, 4:9, 3:6] = 1
+    for _ in range(5):
+        samples = aug({"image": torch.rand(1, 16, 16, 10), "label": label})
+        assert all(tuple(s["image"].shape) == (1, 8, 12, 8) for s in samples)

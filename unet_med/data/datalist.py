@@ -51,7 +51,7 @@ logger = logging.getLogger(__name__)
 PAIRED_FOLDERS: tuple[tuple[str, str], ...] = (("imagesTr", "labelsTr"), ("images", "labels"), ("image", "label"))
 """(images, labels) folder names tried, in order, when there is no MSD ``dataset.json``."""
 
-_CHANNEL_SUFFIX = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
+CHANNEL_SUFFIX = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
 _MAX_NAMES = 10  # file names listed in one error message before "... and N more"
 
 
@@ -386,7 +386,7 @@ def _paired_items(root: Path, image_key: str, label_key: str) -> list[dict[str, 
     # Group channel files: "case_0001" is channel 1 of "case" when the label is "case" (not "case_0001").
     cases: dict[str, dict[int, Path]] = {}
     for stem, file in images.items():
-        match = _CHANNEL_SUFFIX.match(stem)
+        match = CHANNEL_SUFFIX.match(stem)
         if match and stem not in labels and match["case"] in labels:
             cases.setdefault(match["case"], {})[int(match["channel"])] = file
         elif match and stem not in labels and match["case"] not in labels and match["channel"] == "0000":

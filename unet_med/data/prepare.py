@@ -10,7 +10,14 @@ from typing import Any
 import torch
 
 from unet_med.data.checks import check_dataset
-from unet_med.data.datalist import DatasetError, load_datalist, read_datalist, split_datalist, write_datalist
+from unet_med.data.datalist import (
+    CHANNEL_SUFFIX,
+    DatasetError,
+    load_datalist,
+    read_datalist,
+    split_datalist,
+    write_datalist,
+)
 from unet_med.data.readers import image_suffix
 from unet_med.data.synthetic import make_demo_dataset_3d
 
@@ -36,6 +43,7 @@ def prepare_datalist(
     check: bool = True,
     save_to: str | os.PathLike | None = None,
     demo: dict[str, Any] | None = None,
+    allow_demo: bool = True,
 ) -> dict[str, list[dict[str, Any]]]:
     """Finds the cases, splits them, checks every file, and returns ``{"training": [...], "validation": [...]}``.
 
@@ -55,10 +63,14 @@ def prepare_datalist(
         check: check every file before returning (see :func:`unet_med.data.checks.check_dataset`).
         save_to: write the split used to this JSON (atomically) so the run can be reproduced.
         demo: keyword arguments for :func:`unet_med.data.synthetic.make_demo_dataset_3d`.
+        allow_demo: whether a missing ``dataset_dir`` falls back to the demo set; task bundles trained on real
+            data say ``False``, so forgetting ``--dataset_dir`` is an error rather than a run on phantoms.
 
     Raises:
         unet_med.data.datalist.DatasetError: one error listing every missing, unreadable or inconsistent file.
     """
+    if dataset_dir in (None, "") and not allow_demo:
+        raise DatasetError("no dataset_dir given: this bundle trains on real data; pass --dataset_dir DIR")
     if dataset_dir in (None, ""):
         root = Path(cache_dir) / "demo3d"
         kwargs = {"num_classes": num_classes, **(demo or {})}
@@ -86,14 +98,19 @@ def prepare_datalist(
     return {"training": training, "validation": validation}
 
 
-def find_images(path: str | os.PathLike, image_key: str = "image") -> list[dict[str, str]]:
-    """Lists the images to run inference on: ``path`` itself, or every image file in the folder ``path``.
+def find_images(path: str | os.PathLike, image_key: str = "image", num_channels: int = 1) -> list[dict[str, Any]]:
+    """Lists the cases to run inference on: the file ``path``, or every image (case) in the folder ``path``.
+
+    With ``num_channels > 1``, files named with nnU-Net's channel suffix (``case_0000.nii.gz``,
+    ``case_0001.nii.gz``) are grouped into one case with a list of per-channel paths; a file without the suffix
+    (for example a 4D NIfTI holding every channel) is a case of its own.
 
     Returns:
-        ``[{image_key: absolute path}, ...]`` sorted by name; hidden files are skipped.
+        ``[{image_key: absolute path or list of per-channel paths}, ...]`` sorted by name; hidden files skipped.
 
     Raises:
-        DatasetError: ``path`` does not exist, or the folder holds no image file.
+        DatasetError: ``path`` does not exist, the folder holds no image file, or a case's channel files are not
+            numbered ``_0000`` .. ``num_channels - 1``.
     """
     path = Path(path).expanduser().absolute()
     if path.is_file():
@@ -103,4 +120,23 @@ def find_images(path: str | os.PathLike, image_key: str = "image") -> list[dict[
     files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".") and image_suffix(p))
     if not files:
         raise DatasetError(f"no image files (.nii, .nii.gz, .nrrd, .mha, .png, .tif) in {path}")
-    return [{image_key: str(p)} for p in files]
+    if num_channels == 1:
+        return [{image_key: str(p)} for p in files]
+    cases: dict[str, dict[int, str]] = {}
+    for p in files:
+        stem = p.name[: -len(image_suffix(p) or "")]
+        match = CHANNEL_SUFFIX.match(stem)
+        case, channel = (match["case"], int(match["channel"])) if match else (stem, -1)
+        cases.setdefault(case, {})[channel] = str(p)
+    items: list[dict[str, Any]] = []
+    bad = []
+    for case, channels in sorted(cases.items()):
+        if list(channels) == [-1]:
+            items.append({image_key: channels[-1]})
+        elif sorted(channels) == list(range(num_channels)):
+            items.append({image_key: [channels[c] for c in range(num_channels)]})
+        else:
+            bad.append(f"{case} has channel files {sorted(channels)}")
+    if bad:
+        raise DatasetError(f"{path}: expected channel files _0000.._{num_channels - 1:04d} per case: {'; '.join(bad)}")
+    return items

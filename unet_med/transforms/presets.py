@@ -123,7 +123,8 @@ def train_augmentation(
         label_key: the key of the label map.
         ratios: sampling weight per class for patch centres (default: equal for every class).
         flip_axes: spatial axes to flip at random (default: all of them).
-        rotate90: rotate by multiples of 90 degrees in the plane of the first two spatial axes.
+        rotate90: rotate by multiples of 90 degrees in the plane of the first two spatial axes (only when the
+            patch is square in that plane, so every patch keeps ``patch_size``).
 
     Returns:
         A ``Compose`` to apply after :func:`preprocessing`.
@@ -143,7 +144,7 @@ def train_augmentation(
         ),
     ]
     transforms += [RandFlipd(keys=keys, prob=0.5, spatial_axis=axis) for axis in axes]
-    if rotate90:
+    if rotate90 and patch_size[0] == patch_size[1]:
         transforms.append(RandRotate90d(keys=keys, prob=0.5, max_k=3, spatial_axes=(0, 1)))
     transforms += [
         RandScaleIntensityd(keys=image_key, factors=0.1, prob=0.5),
