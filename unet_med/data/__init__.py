@@ -14,12 +14,14 @@ from unet_med.data.datalist import (
 )
 from unet_med.data.prepare import find_images, prepare_datalist
 from unet_med.data.readers import ImageInfo, ImageReadError, read_array, read_header
+from unet_med.data.sitk_reader import SITKReader
 from unet_med.data.synthetic import make_demo_dataset_2d, make_demo_dataset_3d, synthetic_image_2d, synthetic_volume
 
 __all__ = [
     "DatasetError",
     "ImageInfo",
     "ImageReadError",
+    "SITKReader",
     "channel_names_from_dataset_json",
     "check_dataset",
     "find_images",

@@ -1,8 +1,26 @@
-"""Inference: precision-aware inferers and writers that save masks in the input's geometry."""
+"""Inference: bundle loading, sliding-window prediction with TTA, and writers that keep the input's geometry."""
 
 from __future__ import annotations
 
 from unet_med.inference.autocast import AutocastInferer
+from unet_med.inference.bundle_model import BundleError, BundleModel, load_bundle
+from unet_med.inference.cases import find_cases
+from unet_med.inference.predictor import CaseResult, InputError, Predictor, argmax_uint8
+from unet_med.inference.resample import resample_to_grid
+from unet_med.inference.tta import MirrorTTA
 from unet_med.inference.writers import AtomicNibabelWriter
 
-__all__ = ["AtomicNibabelWriter", "AutocastInferer"]
+__all__ = [
+    "AtomicNibabelWriter",
+    "AutocastInferer",
+    "BundleError",
+    "BundleModel",
+    "CaseResult",
+    "InputError",
+    "MirrorTTA",
+    "Predictor",
+    "argmax_uint8",
+    "find_cases",
+    "load_bundle",
+    "resample_to_grid",
+]

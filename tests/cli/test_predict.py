@@ -1,0 +1,183 @@
+"""``unet-med predict`` end to end: geometry round trips, bad inputs, 2D bundles, and every bundle in bundles/."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+from PIL import Image
+
+from unet_med.cli import main
+from unet_med.data import synthetic_volume
+from unet_med.networks import UNet
+
+REPO = Path(__file__).resolve().parents[2]
+BUNDLES = sorted(p for p in (REPO / "bundles").iterdir() if (p / "configs").is_dir())
+UNET = REPO / "bundles" / "unet"
+RNG = np.random.default_rng(0)
+# An oblique, LPS-like affine: permuted and flipped axes, anisotropic spacing, an offset origin.
+AFFINE = np.array([[0.0, -1.1, 0.0, 40.0], [-0.9, 0.0, 0.0, 30.0], [0.0, 0.0, 2.6, -15.0], [0.0, 0.0, 0.0, 1.0]])
+
+
+def volume(shape=(40, 44, 20), seed=0) -> np.ndarray:
+    return synthetic_volume(shape, num_classes=3, seed=seed)[0]
+
+
+def predict(*args: str) -> int:
+    return main(["predict", "--quiet", *args])
+
+
+def leftovers(folder: Path) -> list[str]:
+    return [p.name for p in folder.iterdir() if p.name.startswith(".") or ".part" in p.name]
+
+
+@pytest.mark.parametrize("bundle", BUNDLES, ids=[b.name for b in BUNDLES])
+def test_every_bundle_predicts_a_nifti_in_its_geometry(tmp_path, bundle):
+    if not (bundle / "configs" / "metadata.json").is_file() or not (bundle / "models" / "model.pt").is_file():
+        pytest.skip(f"{bundle.name} has no metadata.json or models/model.pt yet")
+    meta = json.loads((bundle / "configs" / "metadata.json").read_text())
+    fmt = meta["network_data_format"]["inputs"]["image"]
+    if len(fmt["spatial_shape"]) != 3:
+        pytest.skip("this smoke test feeds volumes")
+    channels = int(fmt["num_channels"])
+    image = volume() if channels == 1 else np.stack([volume(seed=c) for c in range(channels)], -1)
+    nib.save(nib.Nifti1Image(image, AFFINE), tmp_path / "case.nii.gz")
+    assert predict("--bundle", str(bundle), "--input", str(tmp_path / "case.nii.gz"), "--output", str(tmp_path)) == 0
+    out = nib.load(tmp_path / "case_seg.nii.gz")
+    assert out.shape == (40, 44, 20) and out.get_data_dtype() == np.uint8
+    np.testing.assert_allclose(out.affine, AFFINE, atol=1e-5)
+    classes = int(meta["network_data_format"]["outputs"]["pred"]["num_channels"])
+    assert set(np.unique(np.asarray(out.dataobj)).tolist()) <= set(range(classes))
+
+
+def test_nrrd_and_probabilities_keep_itk_geometry(tmp_path):
+    image = sitk.GetImageFromArray(volume((36, 30, 18)).transpose(2, 1, 0).copy())
+    image.SetSpacing((1.3, 0.9, 2.2))
+    image.SetOrigin((-50.0, 12.0, 7.5))
+    image.SetDirection((0.0, 1.0, 0.0, -1.0, 0.0, 0.0, 0.0, 0.0, 1.0))
+    sitk.WriteImage(image, str(tmp_path / "scan.nrrd"))
+    out_dir = tmp_path / "out"
+    args = ("--bundle", str(UNET), "--input", str(tmp_path / "scan.nrrd"), "--output", str(out_dir))
+    assert predict(*args, "--save-probabilities") == 0
+    for name, components in (("scan_seg.nrrd", 1), ("scan_prob.nrrd", 3)):
+        out = sitk.ReadImage(str(out_dir / name))
+        assert out.GetSize() == image.GetSize() and out.GetNumberOfComponentsPerPixel() == components
+        np.testing.assert_allclose(out.GetSpacing(), image.GetSpacing(), atol=1e-6)
+        np.testing.assert_allclose(out.GetOrigin(), image.GetOrigin(), atol=1e-5)
+        np.testing.assert_allclose(out.GetDirection(), image.GetDirection(), atol=1e-6)
+    probs = sitk.GetArrayFromImage(sitk.ReadImage(str(out_dir / "scan_prob.nrrd")))
+    np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-3)
+    mask = sitk.GetArrayFromImage(sitk.ReadImage(str(out_dir / "scan_seg.nrrd")))
+    assert (mask == probs.argmax(-1)).mean() > 0.9  # linear vs nearest resampling differ at class borders
+
+
+def test_dicom_series_gives_a_nifti_in_the_series_geometry(tmp_path):
+    from tests.data.test_sitk_reader import write_dicom_series
+
+    array = (volume((32, 30, 16)) * 0.5).astype(np.int16).transpose(2, 1, 0).copy()  # (z, y, x)
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing((0.8, 0.8, 3.0))
+    image.SetOrigin((-12.5, 40.0, -100.0))
+    write_dicom_series(image, tmp_path / "series_7")
+    series = sitk.ReadImage(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(tmp_path / "series_7")))
+    assert predict("--bundle", str(UNET), "--input", str(tmp_path / "series_7"), "--output", str(tmp_path)) == 0
+    out = nib.load(tmp_path / "series_7_seg.nii.gz")
+    assert out.shape == series.GetSize()
+    lps_to_ras = np.diag([-1.0, -1.0, 1.0])
+    np.testing.assert_allclose(out.affine[:3, 3], lps_to_ras @ np.array(series.GetOrigin()), atol=1e-4)
+    np.testing.assert_allclose(
+        out.affine[:3, :3],
+        lps_to_ras @ np.array(series.GetDirection()).reshape(3, 3) @ np.diag(series.GetSpacing()),
+        atol=1e-5,
+    )
+
+
+def test_bad_cases_are_reported_and_the_rest_still_run(tmp_path, capsys):
+    inp, out = tmp_path / "in", tmp_path / "out"
+    inp.mkdir()
+    good = nib.Nifti1Image(volume(), AFFINE)
+    nib.save(good, inp / "a_good.nii.gz")
+    (inp / "b_truncated.nii.gz").write_bytes((inp / "a_good.nii.gz").read_bytes()[:2000])
+    nan = volume()
+    nan[3, 4, 5], nan[6, 7, 8] = np.nan, np.inf
+    nib.save(nib.Nifti1Image(nan, AFFINE), inp / "c_nan.nii.gz")
+    nib.save(nib.Nifti1Image(np.stack([volume(), volume()], -1), AFFINE), inp / "d_4d.nii.gz")
+    nib.save(nib.Nifti1Image(volume()[:, :, 0].copy(), np.eye(4)), inp / "e_slice.nii.gz")
+    Image.fromarray((RNG.random((40, 40)) * 255).astype(np.uint8)).save(inp / "f_picture.png")
+    (inp / "g_garbage.nrrd").write_bytes(b"NRRD0004\nnot really\n")
+
+    assert predict("--bundle", str(UNET), "--input", str(inp), "--output", str(out)) == 1
+    err = capsys.readouterr().err
+    summary = err[err.index("6 case(s) failed") :]
+    assert "b_truncated.nii.gz: unreadable or truncated" in summary
+    assert "c_nan.nii.gz: 1 NaN and 1 inf voxels" in summary
+    assert "d_4d.nii.gz: a 4D image" in summary
+    assert "e_slice.nii.gz: a 2D image" in summary
+    assert "f_picture.png: a 2D image" in summary
+    assert "g_garbage.nrrd: unreadable" in summary
+    assert sorted(p.name for p in out.iterdir()) == ["a_good_seg.nii.gz"]  # nothing else, no temp files
+
+
+def test_missing_bundle_or_input_exits_2(tmp_path, capsys):
+    assert predict("--bundle", str(tmp_path), "--input", str(tmp_path), "--output", str(tmp_path / "o")) == 2
+    assert "unet-med predict:" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        args = ("--bundle", str(UNET), "--input", str(tmp_path), "--output", str(tmp_path / "o"), "--device", "cuda")
+        assert predict(*args) == 2
+        assert "no CUDA GPU" in capsys.readouterr().err
+
+
+def tiny_2d_bundle(root: Path, in_channels: int = 1) -> Path:
+    (root / "configs").mkdir(parents=True)
+    (root / "models").mkdir()
+    config = {
+        "spatial_dims": 2,
+        "in_channels": in_channels,
+        "num_classes": 2,
+        "patch_size": [32, 32],
+        "network_def": {
+            "_target_": "unet_med.networks.UNet",
+            "spatial_dims": "@spatial_dims",
+            "in_channels": "@in_channels",
+            "out_channels": "@num_classes",
+            "features": [4, 8],
+        },
+        "preprocessing": {
+            "_target_": "unet_med.transforms.preprocessing",
+            "keys": ["image", "label"],
+            "modality": "none",
+            "pixdim": None,
+            "orientation": None,
+        },
+    }
+    (root / "configs" / "train.json").write_text(json.dumps(config))
+    fmt = {"num_channels": in_channels, "spatial_shape": ["8*n", "8*n"]}
+    meta = {
+        "name": "tiny 2D",
+        "network_data_format": {"inputs": {"image": fmt}, "outputs": {"pred": {"num_channels": 2}}},
+    }
+    (root / "configs" / "metadata.json").write_text(json.dumps(meta))
+    torch.manual_seed(0)
+    torch.save(UNet(2, in_channels, 2, features=[4, 8]).state_dict(), root / "models" / "model.pt")
+    return root
+
+
+def test_2d_bundle_png_and_tiff_keep_their_size(tmp_path, capsys):
+    import tifffile
+
+    bundle = tiny_2d_bundle(tmp_path / "bundle")
+    inp, out = tmp_path / "in", tmp_path / "out"
+    inp.mkdir()
+    Image.fromarray((RNG.random((45, 70)) * 255).astype(np.uint8)).save(inp / "cells.png")
+    tifffile.imwrite(inp / "em.tif", (RNG.random((50, 36)) * 1000).astype(np.uint16))
+    Image.fromarray((RNG.random((40, 40, 3)) * 255).astype(np.uint8)).save(inp / "rgb.png")
+    assert predict("--bundle", str(bundle), "--input", str(inp), "--output", str(out), "--mirror") == 1
+    assert np.asarray(Image.open(out / "cells_seg.png")).shape == (45, 70)
+    assert tifffile.imread(out / "em_seg.tif").shape == (50, 36)
+    assert "rgb.png: wrong channel count: 3 channels, the bundle expects 1" in capsys.readouterr().err
+    assert not (out / "rgb_seg.png").exists() and not leftovers(out)

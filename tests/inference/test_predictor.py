@@ -1,0 +1,125 @@
+"""Predictor internals: bundle loading, bf16 vs fp32 agreement, float16 stitching, mirroring TTA, argmax."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from unet_med.data import synthetic_volume
+from unet_med.inference import BundleError, MirrorTTA, Predictor, argmax_uint8, load_bundle
+from unet_med.inference.runtime import choose_precision, cpu_supports_bf16, glibc_malloc_kept, uses_instance_norm
+
+UNET = Path(__file__).resolve().parents[2] / "bundles" / "unet"
+
+
+def dice(a: np.ndarray, b: np.ndarray, label: int) -> float:
+    x, y = a == label, b == label
+    total = x.sum() + y.sum()
+    return 1.0 if total == 0 else float(2 * (x & y).sum() / total)
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory):
+    """A synthetic MRI-like volume like the reference bundle was trained on, preprocessed by the bundle."""
+    tmp = tmp_path_factory.mktemp("predictor")
+    image, label = synthetic_volume((64, 64, 40), num_classes=3, seed=7)
+    nib.save(nib.Nifti1Image(image, np.diag([1.2, 1.2, 2.5, 1.0])), tmp / "case.nii.gz")
+    return tmp / "case.nii.gz", label
+
+
+def masks(case, **kwargs) -> np.ndarray:
+    predictor = Predictor(load_bundle(UNET), **kwargs)
+    data = predictor._load(case)
+    return argmax_uint8(predictor.infer(data["image"])).numpy()
+
+
+def test_bundle_settings_come_from_the_configs():
+    model = load_bundle(UNET)
+    assert (model.spatial_dims, model.in_channels, model.num_classes) == (3, 1, 3)
+    assert model.patch_size == (48, 48, 32) and model.class_names == ["background", "organ", "lesion"]
+    assert not model.network.training and uses_instance_norm(model.network)
+
+
+def test_bad_bundle_folders(tmp_path):
+    with pytest.raises(BundleError, match="no configs"):
+        load_bundle(tmp_path)
+    (tmp_path / "configs").mkdir()
+    with pytest.raises(BundleError, match=r"metadata\.json"):
+        load_bundle(tmp_path)
+
+
+def test_bf16_masks_agree_with_fp32(case):
+    path, label = case
+    if not cpu_supports_bf16():
+        pytest.skip("this CPU has no native bf16")
+    fp32, bf16 = masks(path, precision="fp32"), masks(path, precision="bf16")
+    for c in (1, 2):
+        assert dice(fp32, bf16, c) >= 0.99, c
+        assert dice(fp32, label, c) > 0.8  # the network does segment this volume, so agreement means something
+
+
+def test_float16_stitching_agrees_with_float32(case):
+    path, _ = case
+    full, half = masks(path, precision="fp32"), masks(path, precision="fp32", stitch_budget_bytes=0)
+    assert (full == half).mean() > 0.999
+
+
+def test_slab_resampling_matches_invertd(tmp_path):
+    """The memory-bounded inverse for large scans gives what MONAI's Invertd gives, on an oblique, resampled case."""
+    # spacings chosen so no target voxel centre falls exactly half-way between two source voxels (ties round
+    # either way depending on float precision)
+    affine = np.array([[0.0, -1.07, 0.0, 40.0], [-0.93, 0.0, 0.0, 30.0], [0.0, 0.0, 2.3, -15.0], [0, 0, 0, 1]])
+    nib.save(nib.Nifti1Image(synthetic_volume((50, 40, 24), seed=3)[0], affine), tmp_path / "c.nii.gz")
+    model = load_bundle(UNET)
+    outputs = {}
+    for limit in (1 << 40, 0):  # Invertd, then the slab path
+        predictor = Predictor(model, invert_voxel_limit=limit, save_probabilities=True)
+        result = predictor.predict_case(tmp_path / "c.nii.gz", tmp_path / str(limit))
+        assert result.ok, result.error
+        outputs[limit] = [nib.load(p) for p in result.outputs]
+    (mask_a, prob_a), (mask_b, prob_b) = outputs.values()
+    np.testing.assert_array_equal(np.asarray(mask_a.dataobj), np.asarray(mask_b.dataobj))
+    np.testing.assert_allclose(mask_a.affine, mask_b.affine, atol=1e-6)
+    np.testing.assert_allclose(prob_a.get_fdata(), prob_b.get_fdata(), atol=1e-4)
+
+
+def test_glibc_malloc_kept_runs_a_block():
+    with glibc_malloc_kept() as applied:
+        torch.zeros(1 << 20).sum()
+    assert isinstance(applied, bool)
+
+
+def test_mirror_tta_averages_flipped_softmax():
+    torch.manual_seed(0)
+    net = torch.nn.Conv3d(1, 3, 3, padding=1)
+    x = torch.randn(2, 1, 8, 6, 4)
+    tta = MirrorTTA(net, axes=(0, 2))
+    expected = torch.zeros(2, 3, 8, 6, 4)
+    for dims in ((), (2,), (4,), (2, 4)):
+        xi = torch.flip(x, dims) if dims else x
+        p = torch.softmax(net(xi), 1)
+        expected += torch.flip(p, dims) if dims else p
+    with torch.no_grad():
+        torch.testing.assert_close(tta(x), expected / 4)
+    assert len(MirrorTTA(net).flips) == 8 and len(MirrorTTA(net, spatial_dims=2).flips) == 4
+    with pytest.raises(ValueError, match="mirror axes"):
+        MirrorTTA(net, axes=(3,))
+
+
+def test_argmax_uint8_matches_torch():
+    scores = torch.randn(4, 37, 5, 3)
+    out = argmax_uint8(scores, slab=8)
+    assert out.dtype == torch.uint8
+    torch.testing.assert_close(out.long(), scores.argmax(0))
+
+
+def test_precision_choice():
+    cpu = torch.device("cpu")
+    assert choose_precision("fp32", cpu) == torch.float32
+    assert choose_precision("auto", cpu) == (torch.bfloat16 if cpu_supports_bf16() else torch.float32)
+    with pytest.raises(ValueError, match="precision"):
+        choose_precision("int8", cpu)

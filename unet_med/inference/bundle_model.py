@@ -1,0 +1,173 @@
+"""Everything inference needs from a bundle folder, read with MONAI's ``ConfigParser``.
+
+Only the folder is needed: ``configs/`` (the base config, ``common.json`` or ``train.json``, plus the
+``inference.json`` overlay when present), ``configs/metadata.json`` and ``models/model.pt``. The network comes from
+the bundle's own ``network_def`` and the preprocessing from its own ``infer#preprocessing`` (or the base
+``preprocessing`` restricted to the image), so predictions match what the bundle's ``inferring`` workflow does.
+
+Example::
+
+    model = load_bundle("bundles/unet")
+    model.spatial_dims, model.in_channels, model.num_classes, model.patch_size  # 3, 1, 3, (48, 48, 32)
+    logits = model.network(torch.zeros(1, 1, 48, 48, 32))  # (1, 3, 48, 48, 32)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from monai.bundle import ConfigParser
+from monai.transforms import Compose
+
+from unet_med.engines.checkpoint import load_network
+
+__all__ = ["BundleError", "BundleModel", "load_bundle"]
+
+_BASE_CONFIGS = ("common.json", "train.json")
+_INFERENCE_CONFIGS = ("inference.json",)
+
+
+class BundleError(ValueError):
+    """A bundle folder lacks a file or a setting that inference needs."""
+
+
+@dataclasses.dataclass
+class BundleModel:
+    """A bundle's network (weights loaded, eval mode) and the settings inference needs.
+
+    Attributes:
+        root: the bundle folder.
+        network: the network built from ``network_def`` with ``models/model.pt`` loaded (weights only).
+        preprocessing: the bundle's deterministic preprocessing for the ``"image"`` key, starting with
+            ``LoadImaged`` (a MONAI ``Compose``, invertible so masks go back to the input's geometry).
+        spatial_dims: 2 or 3.
+        in_channels: image channels the network takes.
+        num_classes: output channels (classes including background).
+        patch_size: the sliding-window size (the bundle's ``patch_size``).
+        class_names: one name per class, from the metadata's ``channel_def`` when present.
+        name: the bundle's name from its metadata.
+    """
+
+    root: Path
+    network: torch.nn.Module
+    preprocessing: Compose
+    spatial_dims: int
+    in_channels: int
+    num_classes: int
+    patch_size: tuple[int, ...]
+    class_names: list[str]
+    name: str
+
+
+def _config_files(configs: Path) -> list[Path]:
+    base = next((configs / n for n in _BASE_CONFIGS if (configs / n).is_file()), None)
+    if base is None:
+        raise BundleError(f"{configs}: no base config ({' or '.join(_BASE_CONFIGS)})")
+    return [base] + [configs / n for n in _INFERENCE_CONFIGS if (configs / n).is_file()]
+
+
+def _metadata(configs: Path) -> dict[str, Any]:
+    path = configs / "metadata.json"
+    if not path.is_file():
+        raise BundleError(f"{path}: missing; a bundle needs metadata.json")
+    try:
+        return dict(json.loads(path.read_text()))
+    except (json.JSONDecodeError, TypeError, ValueError) as e:
+        raise BundleError(f"{path}: not valid JSON ({e})") from e
+
+
+def _get(parser: ConfigParser, key: str, default: Any = None) -> Any:
+    return parser.get_parsed_content(key) if key in parser else default
+
+
+def load_bundle(
+    bundle_dir: str | os.PathLike,
+    device: str | torch.device = "cpu",
+    model_file: str | os.PathLike | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> BundleModel:
+    """Reads a bundle's configs and metadata, builds its network and loads the weights (``weights_only=True``).
+
+    Args:
+        bundle_dir: the bundle folder (holding ``configs/`` and ``models/``).
+        device: where the network is placed.
+        model_file: weights to load instead of ``models/model.pt``.
+        overrides: config ids to override before parsing, e.g. ``{"patch_size": [96, 96, 96]}``.
+
+    Raises:
+        BundleError: a config, the metadata or the weights are missing or inconsistent.
+    """
+    root = Path(bundle_dir).resolve()
+    configs = root / "configs"
+    if not configs.is_dir():
+        raise BundleError(f"{root}: not a bundle folder (no configs/)")
+    meta = _metadata(configs)
+    parser = ConfigParser()
+    parser.read_config([str(p) for p in _config_files(configs)])
+    parser.read_meta(str(configs / "metadata.json"))
+    parser["bundle_root"] = str(root)
+    parser["ckpt_dir"] = str(root / "models")
+    parser["device"] = str(device)
+    for key, value in (overrides or {}).items():
+        parser[key] = value
+
+    fmt = meta.get("network_data_format", {})
+    image_fmt = fmt.get("inputs", {}).get("image", {})
+    pred_fmt = fmt.get("outputs", {}).get("pred", {})
+    spatial_dims = int(_get(parser, "spatial_dims", len(image_fmt.get("spatial_shape", ())) or 3))
+    in_channels = int(_get(parser, "in_channels", image_fmt.get("num_channels", 1)))
+    num_classes = int(_get(parser, "num_classes", pred_fmt.get("num_channels", 0)))
+    if image_fmt and int(image_fmt.get("num_channels", in_channels)) != in_channels:
+        raise BundleError(f"{root}: metadata says {image_fmt['num_channels']} input channels, configs {in_channels}")
+    if spatial_dims not in (2, 3):
+        raise BundleError(f"{root}: spatial_dims must be 2 or 3, got {spatial_dims}")
+    if "patch_size" not in parser:
+        raise BundleError(f"{root}: configs define no patch_size (the sliding-window size)")
+    patch_size = tuple(int(p) for p in parser.get_parsed_content("patch_size"))
+
+    if "infer#preprocessing" in parser:
+        preprocessing = parser.get_parsed_content("infer#preprocessing")
+    elif "preprocessing" in parser:
+        parser["preprocessing#keys"] = ["image"]
+        preprocessing = parser.get_parsed_content("preprocessing")
+    else:
+        raise BundleError(f"{root}: configs define neither infer#preprocessing nor preprocessing")
+
+    if "network_def" not in parser:
+        raise BundleError(f"{root}: configs define no network_def")
+    network = parser.get_parsed_content("network_def")
+    weights = Path(model_file) if model_file is not None else root / "models" / "model.pt"
+    try:
+        network = load_network(network, weights, device)
+    except FileNotFoundError as e:
+        raise BundleError(f"{weights}: missing; the bundle has no trained weights") from e
+    except ValueError as e:
+        raise BundleError(str(e)) from e
+
+    channel_def = pred_fmt.get("channel_def", {})
+    class_names = [str(channel_def.get(str(i), i)) for i in range(num_classes)]
+    return BundleModel(
+        root=root,
+        network=network,
+        preprocessing=preprocessing,
+        spatial_dims=spatial_dims,
+        in_channels=in_channels,
+        num_classes=num_classes,
+        patch_size=_broadcast(patch_size, spatial_dims),
+        class_names=class_names,
+        name=str(meta.get("name", root.name)),
+    )
+
+
+def _broadcast(size: Sequence[int], dims: int) -> tuple[int, ...]:
+    if len(size) == 1:
+        return tuple(size) * dims
+    if len(size) != dims:
+        raise BundleError(f"patch_size {tuple(size)} does not have {dims} entries")
+    return tuple(size)

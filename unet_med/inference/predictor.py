@@ -1,0 +1,349 @@
+"""Whole-scan prediction with a bundle: read, check, preprocess, sliding window, argmax, invert, write.
+
+The path of one case: the bundle's ``LoadImaged`` (with :class:`~unet_med.data.sitk_reader.SITKReader` registered
+for NRRD, MetaImage, TIFF and DICOM series) -> input checks -> the rest of the bundle's preprocessing -> MONAI's
+``SlidingWindowInferer`` (Gaussian blending, optional mirroring TTA, autocast) -> argmax -> MONAI's ``Invertd``
+(the mask lands in the input's geometry) -> an atomic write in the input's format.
+
+Speed and memory:
+
+- The network runs under ``torch.inference_mode`` and autocast (bf16 on a CPU with native bf16, fp16/bf16 on a GPU),
+  in channels-last layout unless it uses instance norm (which undoes the layout in every layer).
+- The stitching buffers (one per class plus the weight map) are float32 while they fit ``stitch_budget_bytes``;
+  beyond that they are float16, which halves the largest buffers. The argmax is taken in slabs into a uint8 map.
+- On a GPU the windows run on the GPU and the stitching stays there when the buffers fit in free GPU memory, else
+  on the CPU (MONAI's ``sw_device``/``device``).
+
+Example::
+
+    predictor = Predictor(load_bundle("bundles/unet"), overlap=0.5, mirror=True)
+    result = predictor.predict_case("scan.nii.gz", "out/")  # writes out/scan_seg.nii.gz
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from monai.data import MetaTensor
+from monai.inferers import SlidingWindowInferer
+from monai.transforms import Compose, Invertd, LoadImaged, Spacingd, apply_transform
+
+from unet_med.data.sitk_reader import SITKReader
+from unet_med.inference.bundle_model import BundleModel
+from unet_med.inference.output import output_path, write_image
+from unet_med.inference.resample import resample_to_grid
+from unet_med.inference.runtime import choose_precision, glibc_malloc_kept, uses_instance_norm
+from unet_med.inference.tta import MirrorTTA
+
+__all__ = ["CaseResult", "InputError", "Predictor", "argmax_uint8"]
+
+logger = logging.getLogger(__name__)
+
+
+class InputError(ValueError):
+    """A case that cannot be predicted: unreadable file, non-finite voxels, wrong dimensions or channels."""
+
+
+@dataclasses.dataclass
+class CaseResult:
+    """What happened to one case.
+
+    Attributes:
+        input: the input path.
+        outputs: the files written (mask first, then probabilities if asked).
+        seconds: wall time per stage (``load``, ``infer``, ``write``) and ``total``.
+        shape: the input's spatial shape.
+        error: the reason the case failed, or ``None``.
+    """
+
+    input: Path
+    outputs: list[Path] = dataclasses.field(default_factory=list)
+    seconds: dict[str, float] = dataclasses.field(default_factory=dict)
+    shape: tuple[int, ...] = ()
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def argmax_uint8(scores: torch.Tensor, slab: int = 16) -> torch.Tensor:
+    """Argmax over the channel axis of ``(C, X, ...)`` scores, in slabs along ``X``, as a uint8 ``(X, ...)`` map.
+
+    ``torch.argmax`` returns int64, eight times the memory of the uint8 mask; slabs keep the temporary small.
+    """
+    if scores.shape[0] > 256:
+        raise ValueError(f"{scores.shape[0]} classes do not fit a uint8 mask")
+    out = torch.empty(scores.shape[1:], dtype=torch.uint8, device=scores.device)
+    for start in range(0, scores.shape[1], slab):
+        out[start : start + slab] = scores[:, start : start + slab].argmax(dim=0)
+    return out
+
+
+def _softmax_inplace(scores: torch.Tensor, slab: int = 16) -> torch.Tensor:
+    """Softmax over the channel axis of ``(C, X, ...)``, slab by slab, written back into ``scores``."""
+    for start in range(0, scores.shape[1], slab):
+        part = scores[:, start : start + slab]
+        part.copy_(torch.softmax(part.float(), dim=0))
+    return scores
+
+
+class Predictor:
+    """Runs a bundle's network over whole scans and writes masks in each input's own geometry.
+
+    Args:
+        model: the loaded bundle (:func:`~unet_med.inference.bundle_model.load_bundle`).
+        device: where the windows run (``"cpu"``, ``"cuda"``, ``"cuda:1"``).
+        precision: ``"auto"``, ``"fp32"``, ``"bf16"`` or ``"fp16"``
+            (see :func:`~unet_med.inference.runtime.choose_precision`).
+        overlap: sliding-window overlap (0.5 is nnU-Net's choice).
+        sw_batch_size: windows per forward pass.
+        mirror: mirroring TTA over ``mirror_axes`` (default all spatial axes): 2^d passes per window.
+        mirror_axes: spatial axes to mirror.
+        roi_size: window size; default the bundle's ``patch_size``.
+        save_probabilities: also write the class probabilities (float32, ``<case>_prob``).
+        compile: ``torch.compile`` the network (slow first call; pays off over many windows).
+        channels_last: ``"auto"`` (on unless the network has instance norm), or a bool.
+        stitch_budget_bytes: largest float32 stitching buffer (classes x voxels x 4) before float16 is used.
+        tune_malloc: keep freed buffers during the sliding window, CPU only
+            (:func:`~unet_med.inference.runtime.glibc_malloc_kept`).
+        invert_voxel_limit: inputs with more voxels than this go back to their geometry through
+            :func:`~unet_med.inference.resample.resample_to_grid` slab by slab, instead of MONAI's ``Invertd``
+            (whose full-size float64 sampling grid alone takes 2.5 GB for a 512x512x300 CT).
+        progress: show MONAI's per-window progress bar.
+    """
+
+    def __init__(
+        self,
+        model: BundleModel,
+        device: str | torch.device = "cpu",
+        precision: str = "auto",
+        overlap: float = 0.5,
+        sw_batch_size: int = 4,
+        mirror: bool = False,
+        mirror_axes: Sequence[int] | None = None,
+        roi_size: Sequence[int] | None = None,
+        save_probabilities: bool = False,
+        compile: bool = False,
+        channels_last: bool | str = "auto",
+        stitch_budget_bytes: int = 1 << 30,
+        tune_malloc: bool = True,
+        invert_voxel_limit: int = 1 << 24,
+        progress: bool = False,
+    ) -> None:
+        if not 0.0 <= overlap < 1.0:
+            raise ValueError(f"overlap must be in [0, 1), got {overlap}")
+        if sw_batch_size < 1:
+            raise ValueError(f"sw_batch_size must be >= 1, got {sw_batch_size}")
+        self.model = model
+        self.device = torch.device(device)
+        self.dtype = choose_precision(precision, self.device)
+        self.roi_size = tuple(int(r) for r in (roi_size or model.patch_size))
+        if len(self.roi_size) != model.spatial_dims:
+            raise ValueError(f"roi_size {self.roi_size} must have {model.spatial_dims} entries")
+        self.overlap = overlap
+        self.sw_batch_size = sw_batch_size
+        self.save_probabilities = save_probabilities
+        self.stitch_budget_bytes = stitch_budget_bytes
+        self.progress = progress
+        self.tune_malloc = tune_malloc and self.device.type == "cpu"
+        self.invert_voxel_limit = invert_voxel_limit
+
+        network = model.network.to(self.device).eval()
+        self.memory_format = torch.contiguous_format
+        if channels_last == "auto":
+            channels_last = not uses_instance_norm(network)
+        if channels_last:
+            self.memory_format = torch.channels_last_3d if model.spatial_dims == 3 else torch.channels_last
+            network = network.to(memory_format=self.memory_format)  # type: ignore[call-overload]
+        self.mirror = mirror
+        net: torch.nn.Module = (
+            MirrorTTA(network, axes=mirror_axes, spatial_dims=model.spatial_dims) if mirror else network
+        )
+        self.network: Callable[[torch.Tensor], torch.Tensor] = torch.compile(net) if compile else net
+
+        self.loader, self.rest_start = self._find_loader(model.preprocessing)
+        for transform in model.preprocessing.transforms:
+            if isinstance(transform, Spacingd):  # MONAI resamples in float64 by default: 2x the scan's float32 size
+                transform.dtype = tuple(torch.float32 for _ in transform.dtype)
+        self.loader.register(SITKReader())
+
+    @staticmethod
+    def _find_loader(pre: Compose) -> tuple[LoadImaged, int]:
+        for i, t in enumerate(pre.transforms):
+            if isinstance(t, LoadImaged):
+                return t, i + 1
+        raise ValueError("the bundle's preprocessing has no LoadImaged")
+
+    # -- one case -------------------------------------------------------------------------------------------
+
+    def predict_case(self, path: str | os.PathLike, output_dir: str | os.PathLike) -> CaseResult:
+        """Predicts one case and writes its mask (and probabilities); a bad case returns a result with ``error``.
+
+        Nothing is left half-written: every file is written to a temporary name and renamed when complete.
+        """
+        path = Path(path)
+        result = CaseResult(input=path)
+        t0 = time.perf_counter()
+        try:
+            data = self._load(path)
+            result.shape = tuple(int(s) for s in data["image"].shape[1:])
+            t1 = time.perf_counter()
+            scores = self.infer(data["image"])
+            t2 = time.perf_counter()
+            result.outputs = self._write(path, data["image"], scores, Path(output_dir))
+            t3 = time.perf_counter()
+            result.seconds = {"load": t1 - t0, "infer": t2 - t1, "write": t3 - t2}
+        except InputError as e:
+            result.error = str(e)
+        except (RuntimeError, ValueError, OSError, MemoryError) as e:  # anything else this case raised
+            result.error = f"{path}: {type(e).__name__}: {' '.join(str(e).split())}"
+        result.seconds["total"] = time.perf_counter() - t0
+        return result
+
+    def _load(self, path: Path) -> dict[str, Any]:
+        if not path.exists():
+            raise InputError(f"{path}: no such file or folder")
+        try:
+            data = self.loader({"image": str(path)})
+        except Exception as e:  # every reader raises its own types for corrupt and truncated files
+            detail = " ".join(f"{type(e).__name__}: {e}".split())[:300]
+            raise InputError(f"{path}: unreadable or truncated file ({detail})") from e
+        self._check(path, data["image"])
+        # The transforms one by one rather than Compose.__call__(data), which would keep the full-size loaded
+        # image alive (its argument) until the last transform is done: on a large CT that is the peak memory.
+        pre = self.model.preprocessing
+        for transform in pre.transforms[self.rest_start :]:
+            data = apply_transform(transform, data, pre.map_items, pre.unpack_items, pre.log_stats)
+        return data
+
+    def _check(self, path: Path, image: torch.Tensor) -> None:
+        """Checks dimensions, channels and values of a freshly loaded image (channels not yet first)."""
+        meta = getattr(image, "meta", {})
+        spatial = tuple(int(s) for s in meta.get("spatial_shape", image.shape))
+        ch_dim = meta.get("original_channel_dim", float("nan"))
+        has_channel = isinstance(ch_dim, int) or (isinstance(ch_dim, str) and ch_dim != "no_channel")
+        channels = int(image.shape[int(ch_dim)]) if has_channel else 1
+        spatial = spatial[: image.ndim - (1 if has_channel else 0)]
+        dims, want_c = self.model.spatial_dims, self.model.in_channels
+        shape = "x".join(str(s) for s in image.shape)
+        if len(spatial) < dims or (dims == 3 and min(spatial) == 1):
+            raise InputError(f"{path}: a 2D image (shape {shape}) given to a 3D bundle, which needs a volume")
+        if len(spatial) > dims:
+            raise InputError(f"{path}: a {len(spatial)}D image (shape {shape}) given to a {dims}D bundle")
+        if channels != want_c:
+            if dims == 3 and image.ndim == 4 and want_c == 1:
+                raise InputError(
+                    f"{path}: a 4D image (shape {shape}) where a 3D volume is expected; "
+                    f"the bundle takes 1 channel, this has {channels} along the 4th axis"
+                )
+            raise InputError(f"{path}: wrong channel count: {channels} channels, the bundle expects {want_c}")
+        if image.is_floating_point():
+            flat = image.reshape(-1)
+            step = 1 << 22  # a slab at a time: no full-size boolean maps
+            n_nan = sum(int(torch.isnan(flat[i : i + step]).sum()) for i in range(0, flat.numel(), step))
+            n_inf = sum(int(torch.isinf(flat[i : i + step]).sum()) for i in range(0, flat.numel(), step))
+            if n_nan or n_inf:
+                raise InputError(f"{path}: {n_nan} NaN and {n_inf} inf voxels; fix or mask them before prediction")
+
+    # -- the sliding window ---------------------------------------------------------------------------------
+
+    def _stitch_devices(self, image: torch.Tensor) -> tuple[torch.device, torch.dtype]:
+        voxels = math.prod(int(s) for s in image.shape[1:])
+        classes = self.model.num_classes
+        need32 = (classes + 1) * voxels * 4
+        dtype = torch.float32 if classes * voxels * 4 <= self.stitch_budget_bytes else torch.float16
+        if self.device.type != "cuda":
+            return torch.device("cpu"), dtype
+        free, _ = torch.cuda.mem_get_info(self.device)
+        if need32 + image.numel() * 4 < 0.5 * free:  # buffers, input copy, and room for the windows
+            return self.device, torch.float32
+        logger.info("stitching on the CPU: %.1f GB of buffers would not fit the GPU", need32 / 1e9)
+        return torch.device("cpu"), dtype
+
+    def infer(self, image: torch.Tensor) -> torch.Tensor:
+        """Sliding-window scores for one preprocessed image ``(C_in, *spatial)``.
+
+        Returns:
+            ``(num_classes, *spatial)`` on the CPU: logits, or probabilities when mirroring (the mirrored
+            softmax is what gets blended).
+        """
+        stitch_device, stitch_dtype = self._stitch_devices(image)
+        inferer = SlidingWindowInferer(
+            roi_size=self.roi_size,
+            sw_batch_size=self.sw_batch_size,
+            overlap=self.overlap,
+            mode="gaussian",
+            sw_device=self.device,
+            device=stitch_device,
+            progress=self.progress,
+        )
+        use_amp = self.dtype != torch.float32
+        network, memory_format, device = self.network, self.memory_format, self.device
+
+        def forward(window: torch.Tensor) -> torch.Tensor:
+            window = window.to(device=device, dtype=torch.float32).contiguous(memory_format=memory_format)
+            with torch.inference_mode(), torch.autocast(device_type=device.type, dtype=self.dtype, enabled=use_amp):
+                out = network(window)
+            out = out.to(dtype=stitch_dtype).contiguous()
+            return out.clone() if out.is_inference() else out  # MONAI weights the window in place
+
+        inputs = image.as_tensor() if isinstance(image, MetaTensor) else image
+        inputs = inputs.unsqueeze(0).to(dtype=stitch_dtype)  # MONAI's buffers take the input's dtype
+        with glibc_malloc_kept() if self.tune_malloc else contextlib.nullcontext(), torch.no_grad():
+            scores = inferer(inputs, forward)  # no_grad, not inference_mode: the buffers stay normal tensors
+        if not isinstance(scores, torch.Tensor):
+            raise RuntimeError(f"the network returned {type(scores).__name__}, expected one tensor")
+        return scores[0].cpu()
+
+    # -- back to the input's geometry -----------------------------------------------------------------------
+
+    def _invert(self, pred: torch.Tensor, image: torch.Tensor, nearest: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Undoes the bundle's preprocessing on ``pred`` ``(C, *spatial)``.
+
+        Returns:
+            ``(array, affine)``: the prediction on the input's grid with channels last, and the input's affine.
+        """
+        ref = image if isinstance(image, MetaTensor) else MetaTensor(image)
+        shape = tuple(int(s) for s in ref.meta.get("spatial_shape", ()))
+        if shape and math.prod(shape) > self.invert_voxel_limit and "original_affine" in ref.meta:
+            dst_affine = np.asarray(ref.meta["original_affine"], dtype=np.float64)
+            mode = "nearest" if nearest else "linear"
+            array = resample_to_grid(pred.as_tensor() if isinstance(pred, MetaTensor) else pred, ref.affine,
+                                     dst_affine, shape, mode=mode)  # fmt: skip
+            return np.moveaxis(array.numpy(), 0, -1), dst_affine
+        stub = MetaTensor(torch.zeros(1), meta=ref.meta, applied_operations=ref.applied_operations)
+        invert = Invertd(
+            keys="pred", transform=self.model.preprocessing, orig_keys="image", nearest_interp=nearest, to_tensor=True
+        )
+        out = invert({"pred": MetaTensor(pred.float()), "image": stub})["pred"]
+        array = out.as_tensor() if isinstance(out, MetaTensor) else torch.as_tensor(out)
+        return np.moveaxis(array.numpy(), 0, -1), np.asarray(out.affine, dtype=np.float64)
+
+    def _write(self, path: Path, image: torch.Tensor, scores: torch.Tensor, output_dir: Path) -> list[Path]:
+        dims = self.model.spatial_dims
+        mask = argmax_uint8(scores)
+        if not self.save_probabilities:
+            del scores
+        inverted, affine = self._invert(mask[None], image, nearest=True)
+        del mask
+        outputs = []
+        if self.save_probabilities:  # the probabilities go first and the mask last, so a mask means both are done
+            probs = scores if self.mirror else _softmax_inplace(scores)
+            prob, prob_affine = self._invert(probs.float(), image, nearest=False)
+            prob_path = output_path(path, output_dir, postfix="prob", probabilities=True)
+            outputs.append(write_image(prob.astype(np.float32, copy=False), prob_affine, prob_path, dims))
+            del prob
+        mask_array = np.rint(inverted[..., 0]).astype(np.uint8) if inverted.dtype.kind == "f" else inverted[..., 0]
+        outputs.insert(0, write_image(mask_array.astype(np.uint8), affine, output_path(path, output_dir), dims))
+        return outputs
