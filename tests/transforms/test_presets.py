@@ -71,3 +71,16 @@ def test_non_square_patches_keep_their_shape():
     for _ in range(5):
         samples = aug({"image": torch.rand(1, 16, 16, 10), "label": label})
         assert all(tuple(s["image"].shape) == (1, 8, 12, 8) for s in samples)
+
+
+def test_nrrd_input_is_read_in_the_same_geometry_as_nifti(tmp_path):
+    import SimpleITK as sitk
+
+    affine = _lps_volume(tmp_path / "scan.nii.gz")
+    sitk.WriteImage(sitk.ReadImage(str(tmp_path / "scan.nii.gz")), str(tmp_path / "scan.nrrd"))
+    pre = preprocessing(keys=["image"], modality="none", orientation=None)
+    from_nifti = pre({"image": str(tmp_path / "scan.nii.gz")})["image"]
+    from_nrrd = pre({"image": str(tmp_path / "scan.nrrd")})["image"]
+    assert from_nrrd.shape == from_nifti.shape
+    np.testing.assert_allclose(np.asarray(from_nrrd.affine), affine, atol=1e-4)
+    torch.testing.assert_close(from_nrrd.as_tensor(), from_nifti.as_tensor())

@@ -36,6 +36,7 @@ from monai.transforms import (
 )
 from monai.transforms.transform import MapTransform
 
+from unet_med.data.sitk_reader import SITKReader
 from unet_med.transforms.intensity import ZScoreForegroundd
 
 __all__ = ["inference_postprocessing", "preprocessing", "train_augmentation"]
@@ -65,7 +66,8 @@ def preprocessing(
         divisible_by: pad the spatial size to a multiple of this (the network's total pooling factor), so whole
             volumes can be passed to the network; ``None`` for no padding.
         ct_window: Hounsfield window ``(low, high)`` for ``modality="ct"``.
-        load: prepend ``LoadImaged`` (set ``False`` when the data is already loaded).
+        load: prepend ``LoadImaged`` (set ``False`` when the data is already loaded); NIfTI is read with nibabel,
+            NRRD, MetaImage, TIFF and DICOM series folders with SimpleITK.
 
     Returns:
         A ``Compose`` of MONAI dictionary transforms.
@@ -84,12 +86,14 @@ def preprocessing(
     modes = ["bilinear" if k == image_key else "nearest" for k in keys]
     transforms: list[MapTransform] = []
     if load:
-        transforms.append(LoadImaged(keys=keys, image_only=True))
+        loader = LoadImaged(keys=keys, image_only=True)
+        loader.register(SITKReader())  # NRRD, MetaImage, TIFF and DICOM folders (MONAI's ITKReader needs `itk`)
+        transforms.append(loader)
     transforms.append(EnsureChannelFirstd(keys=keys))
     if orientation:
         transforms.append(Orientationd(keys=keys, axcodes=orientation, labels=None))
     if pixdim is not None:
-        transforms.append(Spacingd(keys=keys, pixdim=list(pixdim), mode=modes))
+        transforms.append(Spacingd(keys=keys, pixdim=list(pixdim), mode=modes, dtype="float32"))
     if modality == "mri":
         transforms.append(ZScoreForegroundd(keys=image_key))
     elif modality == "ct":
