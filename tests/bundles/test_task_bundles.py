@@ -8,6 +8,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+import SimpleITK as sitk
 import torch
 from monai.bundle import ConfigWorkflow, verify_metadata, verify_net_in_out
 
@@ -90,22 +91,34 @@ def test_one_training_iteration_then_inference(name, tmp_path):
     weights = torch.load(tmp_path / "models" / "model.pt", weights_only=True)
     assert weights["head.weight"].shape[0] == classes
 
+    # an unseen scan as NIfTI and as NRRD (SimpleITK writes the same geometry, LPS on disk)
     scan = tmp_path / "data" / "imagesTr" / "case_0.nii.gz"
-    infer = ConfigWorkflow(
-        config_file=[str(configs / "train.json"), str(configs / "inference.json")],
-        meta_file=str(configs / "metadata.json"),
-        logging_file=False,
-        workflow_type="infer",
-        run_id="inferring",
-        **{**overrides, "input": str(scan), "output_dir": str(tmp_path / "masks")},
-    )
-    infer.initialize()
-    infer.run()
-    mask = nib.load(tmp_path / "masks" / "case_0_seg.nii.gz")
+    unseen = tmp_path / "unseen"
+    unseen.mkdir()
     source = nib.load(scan)
-    assert mask.shape == source.shape[:3]
-    np.testing.assert_allclose(mask.affine, source.affine, atol=1e-4)
-    assert set(np.unique(np.asarray(mask.dataobj)).tolist()) <= set(range(classes))
+    if channels == 1:
+        sitk.WriteImage(sitk.ReadImage(str(scan)), str(unseen / "case_0.nrrd"))
+    else:  # one NRRD per channel, named with nnU-Net's channel suffix
+        for c in range(channels):
+            channel = nib.Nifti1Image(np.asarray(source.dataobj)[..., c], source.affine)
+            nib.save(channel, tmp_path / f"channel_{c}.nii.gz")
+            sitk.WriteImage(sitk.ReadImage(str(tmp_path / f"channel_{c}.nii.gz")), str(unseen / f"case_0_{c:04d}.nrrd"))
+    for path, out in ((scan, tmp_path / "masks"), (unseen, tmp_path / "masks_nrrd")):
+        infer = ConfigWorkflow(
+            config_file=[str(configs / "train.json"), str(configs / "inference.json")],
+            meta_file=str(configs / "metadata.json"),
+            logging_file=False,
+            workflow_type="infer",
+            run_id="inferring",
+            **{**overrides, "input": str(path), "output_dir": str(out)},
+        )
+        infer.initialize()
+        infer.run()
+        (written,) = list(out.glob("case_0*_seg.nii.gz"))
+        mask = nib.load(written)
+        assert mask.shape == source.shape[:3]
+        np.testing.assert_allclose(mask.affine, source.affine, atol=1e-4)
+        assert set(np.unique(np.asarray(mask.dataobj)).tolist()) <= set(range(classes))
 
 
 @pytest.mark.parametrize("name", sorted(TASKS))
