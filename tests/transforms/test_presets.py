@@ -51,6 +51,19 @@ def test_bad_arguments():
         preprocessing(modality="pet")
     with pytest.raises(ValueError, match="image_key"):
         preprocessing(keys=["label"])
+    with pytest.raises(ValueError, match="mri_foreground"):
+        preprocessing(mri_foreground="brain")
+
+
+def test_mri_foreground_above_min_ignores_a_constant_negative_background(tmp_path):
+    data = np.full((12, 12, 6), -3.0, np.float32)
+    data[3:9, 3:9, 1:5] = np.linspace(10, 50, 144, dtype=np.float32).reshape(6, 6, 4)
+    nib.save(nib.Nifti1Image(data, np.eye(4)), tmp_path / "brain.nii.gz")
+    load = {"image": str(tmp_path / "brain.nii.gz")}
+    above = preprocessing(keys=["image"], mri_foreground="above_min")(load)["image"][0]
+    nonzero = preprocessing(keys=["image"], mri_foreground="nonzero")(load)["image"][0]
+    assert float(above[0, 0, 0]) == 0.0 and abs(float(above[3:9, 3:9, 1:5].mean())) < 1e-5
+    assert float(nonzero[0, 0, 0]) != 0.0  # MONAI's nonzero mask counts the -3 background
 
 
 def test_train_augmentation_samples_patches_of_patch_size():

@@ -3,8 +3,9 @@
 Preprocessing is deterministic and invertible (orientation, spacing, padding), so ``monai.transforms.Invertd`` can
 map a prediction back to the input's own geometry. Intensity normalisation depends on the modality:
 
-- ``"mri"``: z-score per channel over the voxels above the channel's minimum (the body or brain; intensity scales
-  differ wildly between MRI cases, and backgrounds are 0 or a constant negative value).
+- ``"mri"``: z-score per channel within the foreground (intensity scales differ wildly between MRI cases):
+  ``mri_foreground="nonzero"`` (MONAI's ``NormalizeIntensityd(nonzero=True)``, for zero backgrounds) or
+  ``"above_min"`` (for backgrounds set to a constant negative value, as in skull-stripped BraTS).
 - ``"ct"``: clip Hounsfield units to ``ct_window`` (a fixed window, or the foreground's 0.5-99.5 percentiles
   proposed by :mod:`unet_med.data.planning`) and scale it to [0, 1].
 - ``"none"``: no intensity change.
@@ -23,6 +24,7 @@ from monai.transforms import (
     EnsureTyped,
     Invertd,
     LoadImaged,
+    NormalizeIntensityd,
     Orientationd,
     RandCropByLabelClassesd,
     RandFlipd,
@@ -52,6 +54,7 @@ def preprocessing(
     orientation: str | None = "RAS",
     divisible_by: int | Sequence[int] | None = None,
     ct_window: Sequence[float] = (-1000.0, 1000.0),
+    mri_foreground: str = "nonzero",
     load: bool = True,
 ) -> Compose:
     """Deterministic preprocessing: load, channel first, reorient, resample, normalise, pad.
@@ -66,6 +69,7 @@ def preprocessing(
         divisible_by: pad the spatial size to a multiple of this (the network's total pooling factor), so whole
             volumes can be passed to the network; ``None`` for no padding.
         ct_window: Hounsfield window ``(low, high)`` for ``modality="ct"``.
+        mri_foreground: the voxels the MRI z-score is computed over: ``"nonzero"`` or ``"above_min"``.
         load: prepend ``LoadImaged`` (set ``False`` when the data is already loaded); NIfTI is read with nibabel,
             NRRD, MetaImage, TIFF and DICOM series folders with SimpleITK.
 
@@ -79,6 +83,8 @@ def preprocessing(
     """
     if modality not in MODALITIES:
         raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}.")
+    if mri_foreground not in ("nonzero", "above_min"):
+        raise ValueError(f"mri_foreground must be 'nonzero' or 'above_min', got {mri_foreground!r}.")
     keys = list(keys)
     if image_key not in keys:
         raise ValueError(f"image_key {image_key!r} must be one of keys {keys}.")
@@ -94,7 +100,9 @@ def preprocessing(
         transforms.append(Orientationd(keys=keys, axcodes=orientation, labels=None))
     if pixdim is not None:
         transforms.append(Spacingd(keys=keys, pixdim=list(pixdim), mode=modes, dtype="float32"))
-    if modality == "mri":
+    if modality == "mri" and mri_foreground == "nonzero":
+        transforms.append(NormalizeIntensityd(keys=image_key, nonzero=True, channel_wise=True))
+    elif modality == "mri":
         transforms.append(ZScoreForegroundd(keys=image_key))
     elif modality == "ct":
         low, high = ct_window
