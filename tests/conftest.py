@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import locale
 import os
 from pathlib import Path
 
@@ -25,3 +26,12 @@ def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.skip(f"shared folder not found at {SHARED} (set UNET_MED_SHARED)")
     return SHARED
+
+
+@pytest.fixture(autouse=True)
+def _restore_locale():
+    """Writing DICOM through SimpleITK (GDCM) switches the process locale to "C", after which Python opens text
+    files as ASCII and unrelated code (torch.compile's templates) fails; every test starts from the same locale."""
+    saved = locale.setlocale(locale.LC_ALL)
+    yield
+    locale.setlocale(locale.LC_ALL, saved)
