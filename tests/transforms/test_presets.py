@@ -97,3 +97,12 @@ def test_nrrd_input_is_read_in_the_same_geometry_as_nifti(tmp_path):
     assert from_nrrd.shape == from_nifti.shape
     np.testing.assert_allclose(np.asarray(from_nrrd.affine), affine, atol=1e-4)
     torch.testing.assert_close(from_nrrd.as_tensor(), from_nifti.as_tensor())
+
+
+def test_keep_largest_component_drops_distant_islands():
+    logits = torch.zeros(2, 16, 16, 8)
+    logits[1, 2:8, 2:8, 2:6] = 5.0  # the tumour
+    logits[1, 13:15, 13:15, 6:7] = 5.0  # a distant false positive
+    post = inference_postprocessing(preprocessing(keys=["image"]), invert=False, keep_largest=[1])
+    mask = post({"pred": logits})["pred"]
+    assert int(mask.sum()) == 6 * 6 * 4 and float(mask[0, 14, 14, 6]) == 0.0

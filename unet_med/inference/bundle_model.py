@@ -52,6 +52,8 @@ class BundleModel:
         patch_size: the sliding-window size (the bundle's ``patch_size``).
         class_names: one name per class, from the metadata's ``channel_def`` when present.
         name: the bundle's name from its metadata.
+        keep_largest: labels whose largest connected component alone is kept (the bundle's
+            ``keep_largest_component``; empty for most bundles).
     """
 
     root: Path
@@ -63,6 +65,7 @@ class BundleModel:
     patch_size: tuple[int, ...]
     class_names: list[str]
     name: str
+    keep_largest: tuple[int, ...] = ()
 
 
 def _config_files(configs: Path) -> list[Path]:
@@ -162,6 +165,7 @@ def load_bundle(
         patch_size=_broadcast(patch_size, spatial_dims),
         class_names=class_names,
         name=str(meta.get("name", root.name)),
+        keep_largest=tuple(int(v) for v in _get(parser, "keep_largest_component", ())),
     )
 
 

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from monai.data import MetaTensor
 from monai.inferers import SlidingWindowInferer
-from monai.transforms import Compose, Invertd, LoadImaged, Spacingd, apply_transform
+from monai.transforms import Compose, Invertd, KeepLargestConnectedComponent, LoadImaged, Spacingd, apply_transform
 
 from unet_med.data.sitk_reader import SITKReader
 from unet_med.inference.bundle_model import BundleModel
@@ -333,6 +333,9 @@ class Predictor:
     def _write(self, path: Path, image: torch.Tensor, scores: torch.Tensor, output_dir: Path) -> list[Path]:
         dims = self.model.spatial_dims
         mask = argmax_uint8(scores)
+        if self.model.keep_largest:
+            keep = KeepLargestConnectedComponent(applied_labels=list(self.model.keep_largest), is_onehot=False)
+            mask = torch.as_tensor(keep(mask[None]))[0].to(torch.uint8)
         if not self.save_probabilities:
             del scores
         inverted, affine = self._invert(mask[None], image, nearest=True)

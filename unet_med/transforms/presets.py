@@ -23,6 +23,7 @@ from monai.transforms import (
     EnsureChannelFirstd,
     EnsureTyped,
     Invertd,
+    KeepLargestConnectedComponentd,
     LoadImaged,
     NormalizeIntensityd,
     Orientationd,
@@ -172,6 +173,7 @@ def inference_postprocessing(
     image_key: str = "image",
     invert: bool = True,
     save_probabilities: bool = False,
+    keep_largest: Sequence[int] | None = None,
 ) -> Compose:
     """Softmax, argmax, and the inverse of ``preprocess`` so the mask lands in the input's own geometry.
 
@@ -181,10 +183,16 @@ def inference_postprocessing(
         image_key: key of the preprocessed image whose applied operations are inverted.
         invert: whether to invert the preprocessing.
         save_probabilities: keep probabilities (softmax) instead of the argmax label map.
+        keep_largest: labels for which only the largest connected component is kept (for example ``[1]`` for a
+            single tumour per scan); ignored with ``save_probabilities``.
     """
     transforms: list[MapTransform] = [Activationsd(keys=pred_key, softmax=True)]
     if not save_probabilities:
         transforms.append(AsDiscreted(keys=pred_key, argmax=True))
+        if keep_largest:
+            transforms.append(
+                KeepLargestConnectedComponentd(keys=pred_key, applied_labels=list(keep_largest), is_onehot=False)
+            )
     if invert:
         transforms.append(
             Invertd(
