@@ -169,22 +169,7 @@ def test_bad_version_and_unresolved_reference_fail(bundle_copy):
     assert _status(report)["configs"] == "FAIL" and "@no_such_item" in _details(report, "configs")
 
 
-def _volume(path: Path) -> nib.Nifti1Image:
-    """An oblique, anisotropic LPS volume with an odd size."""
-    rng = np.random.default_rng(1)
-    data = rng.normal(100, 20, size=(37, 29, 13)).astype(np.float32)
-    data[10:24, 8:20, 4:9] += 150
-    angle = np.deg2rad(9)
-    rot = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
-    affine = np.eye(4)
-    affine[:3, :3] = np.diag([-1.0, -1.0, 1.0]) @ rot @ np.diag([0.9, 1.1, 3.0])
-    affine[:3, 3] = [21.0, -7.5, 3.0]
-    image = nib.Nifti1Image(data, affine)
-    nib.save(image, path)
-    return image
-
-
-def test_receiving_site_without_unet_med_runs_inference(packed, tmp_path):
+def test_receiving_site_without_unet_med_runs_inference(packed, tmp_path, oblique_volume):
     """A site with monai, torch and nibabel but no unet_med runs the packed TorchScript bundle; the mask lands in
     the input's geometry and matches the mask of the unet_med inference config (up to argmax ties)."""
     from monai.bundle import ConfigWorkflow
@@ -192,7 +177,15 @@ def test_receiving_site_without_unet_med_runs_inference(packed, tmp_path):
     from unet_med.bundle.pack import unpack_bundle
 
     bundle = unpack_bundle(packed, tmp_path / "received")
-    source = _volume(tmp_path / "scan.nii.gz")
+    # oblique, anisotropic, LPS, odd size
+    source = oblique_volume(
+        tmp_path / "scan.nii.gz",
+        shape=(37, 29, 13),
+        zooms=(0.9, 1.1, 3.0),
+        angle_deg=9.0,
+        origin=(21.0, -7.5, 3.0),
+        seed=1,
+    )
     stub = tmp_path / "stub" / "unet_med"
     stub.mkdir(parents=True)
     (stub / "__init__.py").write_text("raise ImportError('unet_med is not installed at this site')\n")

@@ -160,24 +160,9 @@ def test_evaluate_writes_per_case_metrics(trained, tmp_path):
     assert {"dice", "hd95_mm", "surface_dice"} <= set(summary["classes"]["organ"])
 
 
-def _lps_anisotropic_volume(path: Path) -> nib.Nifti1Image:
-    """A 30x26x11 LPS volume with 0.8 x 0.9 x 3.3 mm voxels, a rotation and an origin offset."""
-    rng = np.random.default_rng(3)
-    data = rng.normal(100, 20, size=(30, 26, 11)).astype(np.float32)
-    data[8:20, 6:18, 3:8] += 200
-    angle = np.deg2rad(7)
-    rotation = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
-    affine = np.eye(4)
-    affine[:3, :3] = np.diag([-1.0, -1.0, 1.0]) @ rotation @ np.diag([0.8, 0.9, 3.3])
-    affine[:3, 3] = [40.0, -12.5, 7.0]
-    image = nib.Nifti1Image(data, affine)
-    nib.save(image, path)
-    return image
-
-
-def test_inference_mask_overlays_input_voxel_for_voxel(trained, tmp_path):
+def test_inference_mask_overlays_input_voxel_for_voxel(trained, tmp_path, oblique_volume):
     _, overrides, _ = trained
-    source = _lps_anisotropic_volume(tmp_path / "scan.nii.gz")
+    source = oblique_volume(tmp_path / "scan.nii.gz")  # 30x26x11, 0.8 x 0.9 x 3.3 mm, rotated, LPS
     assert nib.aff2axcodes(source.affine) == ("L", "P", "S")
     out = tmp_path / "masks"
     wf = workflow(
