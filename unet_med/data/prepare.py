@@ -20,14 +20,11 @@ from unet_med.data.datalist import (
 )
 from unet_med.data.readers import image_suffix
 from unet_med.data.synthetic import make_demo_dataset_3d
+from unet_med.utils import is_distributed, is_rank_zero
 
 __all__ = ["find_images", "prepare_datalist"]
 
 logger = logging.getLogger(__name__)
-
-
-def _distributed() -> bool:
-    return torch.distributed.is_available() and torch.distributed.is_initialized()
 
 
 def prepare_datalist(
@@ -75,10 +72,10 @@ def prepare_datalist(
         root = Path(cache_dir) / "demo3d"
         kwargs = {"num_classes": num_classes, **(demo or {})}
         # One rank writes the demo set; the others wait for it (the writer is atomic and idempotent).
-        if not _distributed() or torch.distributed.get_rank() == 0:
+        if is_rank_zero():
             logger.info("no dataset_dir given: using the synthetic demo set in %s", root)
             make_demo_dataset_3d(root, **kwargs)
-        if _distributed():
+        if is_distributed():
             torch.distributed.barrier()
         dataset_dir = root
     if datalist_file:
@@ -92,7 +89,7 @@ def prepare_datalist(
         check_dataset(
             training + validation, num_classes=num_classes, in_channels=in_channels, spatial_dims=spatial_dims
         )
-    if save_to and (not _distributed() or torch.distributed.get_rank() == 0):
+    if save_to and is_rank_zero():
         write_datalist(save_to, training, validation, dataset_dir=str(Path(dataset_dir).absolute()))
     logger.info("%d training and %d validation cases from %s", len(training), len(validation), dataset_dir)
     return {"training": training, "validation": validation}

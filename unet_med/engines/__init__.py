@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from unet_med.engines.case_metrics import METRIC_NAMES, CaseMetricsReport, case_metrics, summarize_case_metrics
 from unet_med.engines.checkpoint import BestModelSaver, ResumableCheckpoint, load_network, load_state_dict
-from unet_med.engines.distributed import is_rank_zero
 from unet_med.engines.overlay import OverlayImageHandler, overlay_slice
 
 __all__ = [
@@ -14,7 +13,6 @@ __all__ = [
     "OverlayImageHandler",
     "ResumableCheckpoint",
     "case_metrics",
-    "is_rank_zero",
     "load_network",
     "load_state_dict",
     "overlay_slice",

@@ -23,8 +23,7 @@ import torch
 from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint
 
-from unet_med.engines.distributed import is_rank_zero
-from unet_med.utils.io import atomic_path
+from unet_med.utils import atomic_path, is_rank_zero
 
 __all__ = ["BestModelSaver", "ResumableCheckpoint", "load_network", "load_state_dict"]
 

@@ -1,6 +1,6 @@
 """Everything inference needs from a bundle folder, read with MONAI's ``ConfigParser``.
 
-Only the folder is needed: ``configs/`` (the base config, ``common.json`` or ``train.json``, plus the
+Only the folder is needed: ``configs/`` (the base config ``train.json``, plus the
 ``inference.json`` overlay when present), ``configs/metadata.json`` and ``models/model.pt``. The network comes from
 the bundle's own ``network_def`` and the preprocessing from its own ``infer#preprocessing`` (or the base
 ``preprocessing`` restricted to the image), so predictions match what the bundle's ``inferring`` workflow does.
@@ -29,7 +29,7 @@ from unet_med.engines.checkpoint import load_network
 
 __all__ = ["BundleError", "BundleModel", "load_bundle"]
 
-_BASE_CONFIGS = ("common.json", "train.json")
+_BASE_CONFIG = "train.json"
 _INFERENCE_CONFIGS = ("inference.json",)
 
 
@@ -69,9 +69,9 @@ class BundleModel:
 
 
 def _config_files(configs: Path) -> list[Path]:
-    base = next((configs / n for n in _BASE_CONFIGS if (configs / n).is_file()), None)
-    if base is None:
-        raise BundleError(f"{configs}: no base config ({' or '.join(_BASE_CONFIGS)})")
+    base = configs / _BASE_CONFIG
+    if not base.is_file():
+        raise BundleError(f"{base}: missing; a bundle needs its base config")
     return [base] + [configs / n for n in _INFERENCE_CONFIGS if (configs / n).is_file()]
 
 
