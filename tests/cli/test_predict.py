@@ -42,8 +42,21 @@ def test_every_bundle_predicts_a_nifti_in_its_geometry(tmp_path, bundle):
         pytest.skip(f"{bundle.name} has no metadata.json or models/model.pt yet")
     meta = json.loads((bundle / "configs" / "metadata.json").read_text())
     fmt = meta["network_data_format"]["inputs"]["image"]
-    if len(fmt["spatial_shape"]) != 3:
-        pytest.skip("this smoke test feeds volumes")
+    classes = int(meta["network_data_format"]["outputs"]["pred"]["num_channels"])
+    if len(fmt["spatial_shape"]) == 2:  # a microscopy bundle: an 8-bit PNG, then a stack of sections
+        picture = (volume()[..., 10].T * 200).clip(0, 255).astype(np.uint8)  # (rows, columns) = (44, 40)
+        Image.fromarray(picture).save(tmp_path / "cells.png")
+        import tifffile
+
+        tifffile.imwrite(tmp_path / "stack.tif", np.stack([picture] * 3), photometric="minisblack")
+        for name in ("cells.png", "stack.tif"):
+            assert predict("--bundle", str(bundle), "--input", str(tmp_path / name), "--output", str(tmp_path)) == 0
+        mask = np.asarray(Image.open(tmp_path / "cells_seg.png"))
+        assert mask.shape == (44, 40)
+        if "instance_postprocessing" not in json.loads((bundle / "configs" / "train.json").read_text()):
+            assert set(np.unique(mask).tolist()) <= set(range(classes))
+        np.testing.assert_array_equal(tifffile.imread(tmp_path / "stack_seg.tif"), np.stack([mask] * 3))
+        return
     channels = int(fmt["num_channels"])
     image = volume() if channels == 1 else np.stack([volume(seed=c) for c in range(channels)], -1)
     nib.save(nib.Nifti1Image(image, AFFINE), tmp_path / "case.nii.gz")
@@ -51,7 +64,6 @@ def test_every_bundle_predicts_a_nifti_in_its_geometry(tmp_path, bundle):
     out = nib.load(tmp_path / "case_seg.nii.gz")
     assert out.shape == (40, 44, 20) and out.get_data_dtype() == np.uint8
     np.testing.assert_allclose(out.affine, AFFINE, atol=1e-5)
-    classes = int(meta["network_data_format"]["outputs"]["pred"]["num_channels"])
     assert set(np.unique(np.asarray(out.dataobj)).tolist()) <= set(range(classes))
 
 

@@ -312,3 +312,39 @@ def test_lung_nrrd_is_ras() -> None:
     info = read_header(_shared("LungCTNrrd") / "lung1_image.nrrd")
     assert info.shape == (512, 512, 48)
     assert info.affine[0, 0] < 0 and info.affine[1, 1] < 0 and info.affine[2, 2] > 0  # LPS identity -> RAS
+
+
+def _png(path: Path, array: np.ndarray) -> str:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+    return str(path)
+
+
+def test_label_values_list_accepts_listed_values_only(tmp_path: Path) -> None:
+    image = _png(tmp_path / "images" / "a.png", np.full((16, 16), 100, np.uint8))
+    good = _png(tmp_path / "labels" / "a.png", np.where(np.eye(16) > 0, 0, 255).astype(np.uint8))
+    check_dataset(
+        [{"image": image, "label": good}], num_classes=2, in_channels=1, spatial_dims=2, label_values=[0, 255]
+    )
+    with pytest.raises(DatasetError, match=r"a\.png: label values"):
+        check_dataset([{"image": image, "label": good}], num_classes=2, in_channels=1, spatial_dims=2)
+    bad = _png(tmp_path / "labels" / "b.png", np.full((16, 16), 128, np.uint8))
+    with pytest.raises(DatasetError, match=r"b\.png: label values \[128\] not among the expected \[0, 255\]"):
+        check_dataset(
+            [{"image": image, "label": bad}], num_classes=2, in_channels=1, spatial_dims=2, label_values=[0, 255]
+        )
+
+
+def test_instance_labels_accept_any_non_negative_id(tmp_path: Path) -> None:
+    image = _png(tmp_path / "images" / "a.png", np.full((16, 16), 100, np.uint8))
+    instances = np.zeros((16, 16), np.uint16)
+    instances[2:6, 2:6], instances[8:12, 8:12] = 7, 300
+    label = _png(tmp_path / "labels" / "a.png", instances)
+    items = [{"image": image, "label": label}]
+    check_dataset(items, num_classes=3, in_channels=1, spatial_dims=2, label_values="instances")
+    with pytest.raises(DatasetError, match=r"outside 0\.\.2"):
+        check_dataset(items, num_classes=3, in_channels=1, spatial_dims=2)
+    with pytest.raises(ValueError, match="label_values"):
+        check_dataset(items, num_classes=3, in_channels=1, spatial_dims=2, label_values="classes")

@@ -55,6 +55,7 @@ class _Spec:
     spatial_dims: int
     affine_atol: float
     check_values: bool
+    label_values: tuple[int, ...] | str | None = None
 
 
 def check_dataset(
@@ -68,6 +69,7 @@ def check_dataset(
     affine_atol: float = 1e-3,
     check_values: bool = True,
     num_workers: int | None = None,
+    label_values: Sequence[int] | str | None = None,
 ) -> None:
     """Checks every case of a datalist and raises one error listing every problem found.
 
@@ -84,6 +86,9 @@ def check_dataset(
         check_values: also read the voxel data: catches truncated files, NaN/inf images and bad label values.
             Without it only headers are read (fast, but a truncated ``.nii.gz`` goes unnoticed).
         num_workers: threads reading cases; default ``min(4, cpu count)``.
+        label_values: what label files hold when they are not class indices ``0..num_classes-1``: a list of
+            the values allowed (``[0, 255]`` for ISBI 2012 masks, mapped to classes by the bundle's transforms),
+            or ``"instances"`` for instance maps (any non-negative integers, one per object).
 
     Raises:
         ValueError: a bad argument.
@@ -101,7 +106,10 @@ def check_dataset(
         raise ValueError(f"affine_atol must be non-negative, got {affine_atol}")
     if not items:
         raise DatasetError("no cases to check: the datalist is empty")
-    spec = _Spec(num_classes, in_channels, image_key, label_key, spatial_dims, float(affine_atol), check_values)
+    if isinstance(label_values, str) and label_values != "instances":
+        raise ValueError(f"label_values must be a list of values or 'instances', got {label_values!r}")
+    values = label_values if label_values is None or isinstance(label_values, str) else tuple(map(int, label_values))
+    spec = _Spec(num_classes, in_channels, image_key, label_key, spatial_dims, float(affine_atol), check_values, values)
     workers = max(1, num_workers if num_workers is not None else min(4, os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results = list(pool.map(lambda item: _check_case(item, spec), items))
@@ -182,7 +190,9 @@ def _check_case(item: Any, spec: _Spec) -> list[str]:
             if data is None:
                 continue
             if path == label:
-                problems.extend(f"{path}: label {p}" for p in _label_value_problems(data, spec.num_classes))
+                problems.extend(
+                    f"{path}: label {p}" for p in _label_value_problems(data, spec.num_classes, spec.label_values)
+                )
             elif np.issubdtype(data.dtype, np.floating) or np.issubdtype(data.dtype, np.complexfloating):
                 n_nan, n_inf = int(np.isnan(data).sum()), int(np.isinf(data).sum())
                 if n_nan or n_inf:
@@ -227,8 +237,10 @@ def _geometry_problems(
     return []
 
 
-def _label_value_problems(data: np.ndarray, num_classes: int) -> list[str]:
-    """Problems with a label map's values: non-finite, non-integer, or outside ``0..num_classes-1``."""
+def _label_value_problems(
+    data: np.ndarray, num_classes: int, label_values: tuple[int, ...] | str | None = None
+) -> list[str]:
+    """Problems with a label map's values: non-finite, non-integer, or not among the allowed values."""
     if data.dtype == np.bool_:
         return []
     if not (np.issubdtype(data.dtype, np.integer) or np.issubdtype(data.dtype, np.floating)):
@@ -247,6 +259,16 @@ def _label_value_problems(data: np.ndarray, num_classes: int) -> list[str]:
                 f"has non-integer values {_fmt(examples, '[]')}, expected class indices 0..{num_classes - 1}"
             )
             values = values[~fractional]
+    if label_values == "instances":
+        if values.size and values.min() < 0:
+            problems.append(f"has negative values {_fmt(np.unique(values[values < 0])[:_MAX_VALUES], '[]')}, "
+                            "expected instance ids 0 (background), 1, 2, ...")  # fmt: skip
+        return problems
+    if label_values is not None:
+        bad = np.setdiff1d(np.unique(values), np.asarray(label_values))
+        if bad.size:
+            problems.append(f"values {_fmt(bad[:_MAX_VALUES], '[]')} not among the expected {_fmt(label_values, '[]')}")
+        return problems
     if values.size and (values.min() < 0 or values.max() > num_classes - 1):
         bad = np.unique(values[(values < 0) | (values > num_classes - 1)])
         shown = _fmt(bad[:_MAX_VALUES], "[]")

@@ -41,6 +41,7 @@ def prepare_datalist(
     save_to: str | os.PathLike | None = None,
     demo: dict[str, Any] | None = None,
     allow_demo: bool = True,
+    label_values: list[int] | str | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """Finds the cases, splits them, checks every file, and returns ``{"training": [...], "validation": [...]}``.
 
@@ -62,6 +63,8 @@ def prepare_datalist(
         demo: keyword arguments for :func:`unet_med.data.synthetic.make_demo_dataset_3d`.
         allow_demo: whether a missing ``dataset_dir`` falls back to the demo set; task bundles trained on real
             data say ``False``, so forgetting ``--dataset_dir`` is an error rather than a run on phantoms.
+        label_values: what the label files hold when they are not class indices: a list of allowed values
+            (``[0, 255]``) or ``"instances"`` (see :func:`~unet_med.data.checks.check_dataset`).
 
     Raises:
         unet_med.data.datalist.DatasetError: one error listing every missing, unreadable or inconsistent file.
@@ -87,7 +90,11 @@ def prepare_datalist(
         )
     if check:
         check_dataset(
-            training + validation, num_classes=num_classes, in_channels=in_channels, spatial_dims=spatial_dims
+            training + validation,
+            num_classes=num_classes,
+            in_channels=in_channels,
+            spatial_dims=spatial_dims,
+            label_values=label_values,
         )
     if save_to and is_rank_zero():
         write_datalist(save_to, training, validation, dataset_dir=str(Path(dataset_dir).absolute()))

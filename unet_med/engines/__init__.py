@@ -4,17 +4,23 @@ from __future__ import annotations
 
 from unet_med.engines.case_metrics import METRIC_NAMES, CaseMetricsReport, case_metrics, summarize_case_metrics
 from unet_med.engines.checkpoint import BestModelSaver, ResumableCheckpoint, load_network, load_state_dict
+from unet_med.engines.figures import save_overlay_figure
+from unet_med.engines.microscopy_report import MicroscopyReport, instance_metrics, membrane_metrics
 from unet_med.engines.overlay import OverlayImageHandler, overlay_slice
 
 __all__ = [
     "METRIC_NAMES",
     "BestModelSaver",
     "CaseMetricsReport",
+    "MicroscopyReport",
     "OverlayImageHandler",
     "ResumableCheckpoint",
     "case_metrics",
+    "instance_metrics",
     "load_network",
     "load_state_dict",
+    "membrane_metrics",
     "overlay_slice",
+    "save_overlay_figure",
     "summarize_case_metrics",
 ]

@@ -8,10 +8,11 @@ from unet_med.inference.cases import find_cases
 from unet_med.inference.predictor import CaseResult, InputError, Predictor, argmax_uint8
 from unet_med.inference.resample import resample_to_grid
 from unet_med.inference.tta import MirrorTTA
-from unet_med.inference.writers import AtomicNibabelWriter
+from unet_med.inference.writers import AtomicNibabelWriter, AtomicPILWriter
 
 __all__ = [
     "AtomicNibabelWriter",
+    "AtomicPILWriter",
     "AutocastInferer",
     "BundleError",
     "BundleModel",

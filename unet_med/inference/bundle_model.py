@@ -54,6 +54,9 @@ class BundleModel:
         name: the bundle's name from its metadata.
         keep_largest: labels whose largest connected component alone is kept (the bundle's
             ``keep_largest_component``; empty for most bundles).
+        instances: keyword arguments of :func:`unet_med.transforms.classes_to_instances` when the bundle predicts
+            background / interior / boundary and its output is an instance map (the bundle's
+            ``instance_postprocessing``), else ``None``.
     """
 
     root: Path
@@ -66,6 +69,7 @@ class BundleModel:
     class_names: list[str]
     name: str
     keep_largest: tuple[int, ...] = ()
+    instances: dict[str, Any] | None = None
 
 
 def _config_files(configs: Path) -> list[Path]:
@@ -166,7 +170,20 @@ def load_bundle(
         class_names=class_names,
         name=str(meta.get("name", root.name)),
         keep_largest=tuple(int(v) for v in _get(parser, "keep_largest_component", ())),
+        instances=_instances(parser, root, num_classes),
     )
+
+
+def _instances(parser: ConfigParser, root: Path, num_classes: int) -> dict[str, Any] | None:
+    settings = _get(parser, "instance_postprocessing")
+    if settings is None:
+        return None
+    if not isinstance(settings, dict) or num_classes != 3:
+        raise BundleError(
+            f"{root}: instance_postprocessing needs a dict of settings and 3 classes (background, interior, "
+            f"boundary); got {settings!r} with {num_classes} classes"
+        )
+    return dict(settings)
 
 
 def _broadcast(size: Sequence[int], dims: int) -> tuple[int, ...]:

@@ -85,7 +85,10 @@ def write_image(array: np.ndarray, affine: np.ndarray, path: str | os.PathLike, 
         elif suffix == ".tif":
             import tifffile
 
-            tifffile.imwrite(tmp, _rows_first(array))
+            if spatial_dims == 3:  # a stack of sections: (X, Y, Z) -> pages (Z, Y, X)
+                tifffile.imwrite(tmp, np.ascontiguousarray(np.transpose(array, (2, 1, 0))))
+            else:
+                tifffile.imwrite(tmp, _rows_first(array))
         else:
             raise ValueError(f"{path}: cannot write this format")
     return path

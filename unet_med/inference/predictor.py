@@ -7,12 +7,19 @@ for NRRD, MetaImage, TIFF and DICOM series) -> input checks -> the rest of the b
 
 Speed and memory:
 
+- On a CPU, layers PyTorch runs slowly there (max pooling, 1x1 and stride-2 transposed convolutions, instance norm
+  under autocast) are swapped for equivalents (:mod:`unet_med.inference.fastpath`).
 - The network runs under ``torch.inference_mode`` and autocast (bf16 on a CPU with native bf16, fp16/bf16 on a GPU),
   in channels-last layout unless it uses instance norm (which undoes the layout in every layer).
 - The stitching buffers (one per class plus the weight map) are float32 while they fit ``stitch_budget_bytes``;
   beyond that they are float16, which halves the largest buffers. The argmax is taken in slabs into a uint8 map.
 - On a GPU the windows run on the GPU and the stitching stays there when the buffers fit in free GPU memory, else
   on the CPU (MONAI's ``sw_device``/``device``).
+
+A 2D bundle given a 3D stack (a multi-page TIFF, a NIfTI volume of serial sections) segments it section by
+section along the last axis and writes one stacked mask in the stack's geometry. A bundle with
+``instance_postprocessing`` (background / interior / boundary classes) writes instance maps (uint16, or uint32
+beyond 65535 objects), numbered per image or section.
 
 Example::
 
@@ -40,10 +47,12 @@ from monai.transforms import Compose, Invertd, KeepLargestConnectedComponent, Lo
 
 from unet_med.data.sitk_reader import SITKReader
 from unet_med.inference.bundle_model import BundleModel
+from unet_med.inference.fastpath import accelerate
 from unet_med.inference.output import output_path, write_image
 from unet_med.inference.resample import resample_to_grid
 from unet_med.inference.runtime import choose_precision, glibc_malloc_kept, uses_instance_norm
 from unet_med.inference.tta import MirrorTTA
+from unet_med.transforms.microscopy import classes_to_instances
 
 __all__ = ["CaseResult", "InputError", "Predictor", "argmax_uint8"]
 
@@ -121,6 +130,8 @@ class Predictor:
             :func:`~unet_med.inference.resample.resample_to_grid` slab by slab, instead of MONAI's ``Invertd``
             (whose full-size float64 sampling grid alone takes 2.5 GB for a 512x512x300 CT).
         progress: show MONAI's per-window progress bar.
+        fast_layers: on a CPU, swap max pooling, 1x1 and stride-2 transposed convolutions and instance norm for
+            the equivalents in :mod:`unet_med.inference.fastpath` (same function, less time).
     """
 
     def __init__(
@@ -140,6 +151,7 @@ class Predictor:
         tune_malloc: bool = True,
         invert_voxel_limit: int = 1 << 24,
         progress: bool = False,
+        fast_layers: bool = True,
     ) -> None:
         if not 0.0 <= overlap < 1.0:
             raise ValueError(f"overlap must be in [0, 1), got {overlap}")
@@ -160,6 +172,8 @@ class Predictor:
         self.invert_voxel_limit = invert_voxel_limit
 
         network = model.network.to(self.device).eval()
+        if fast_layers and self.device.type == "cpu":
+            network = accelerate(network)
         self.memory_format = torch.contiguous_format
         if channels_last == "auto":
             channels_last = not uses_instance_norm(network)
@@ -197,6 +211,11 @@ class Predictor:
         t0 = time.perf_counter()
         try:
             data = self._load(path)
+            if data.get("stack"):
+                result.shape = tuple(int(s) for s in data["image"].shape)
+                result.outputs, result.seconds = self._predict_stack(path, data["image"], Path(output_dir))
+                result.seconds["total"] = time.perf_counter() - t0
+                return result
             result.shape = tuple(int(s) for s in data["image"].shape[1:])
             t1 = time.perf_counter()
             scores = self.infer(data["image"])
@@ -219,7 +238,8 @@ class Predictor:
         except Exception as e:  # every reader raises its own types for corrupt and truncated files
             detail = " ".join(f"{type(e).__name__}: {e}".split())[:300]
             raise InputError(f"{path}: unreadable or truncated file ({detail})") from e
-        self._check(path, data["image"])
+        if self._check(path, data["image"]):
+            return {"image": data["image"], "stack": True}
         # The transforms one by one rather than Compose.__call__(data), which would keep the full-size loaded
         # image alive (its argument) until the last transform is done: on a large CT that is the peak memory.
         pre = self.model.preprocessing
@@ -227,8 +247,12 @@ class Predictor:
             data = apply_transform(transform, data, pre.map_items, pre.unpack_items, pre.log_stats)
         return data
 
-    def _check(self, path: Path, image: torch.Tensor) -> None:
-        """Checks dimensions, channels and values of a freshly loaded image (channels not yet first)."""
+    def _check(self, path: Path, image: torch.Tensor) -> bool:
+        """Checks dimensions, channels and values of a freshly loaded image (channels not yet first).
+
+        Returns:
+            Whether the image is a stack of 2D sections for a 2D bundle (segmented section by section).
+        """
         meta = getattr(image, "meta", {})
         spatial = tuple(int(s) for s in meta.get("spatial_shape", image.shape))
         ch_dim = meta.get("original_channel_dim", float("nan"))
@@ -239,9 +263,10 @@ class Predictor:
         shape = "x".join(str(s) for s in image.shape)
         if len(spatial) < dims or (dims == 3 and min(spatial) == 1):
             raise InputError(f"{path}: a 2D image (shape {shape}) given to a 3D bundle, which needs a volume")
-        if len(spatial) > dims:
+        stack = dims == 2 and len(spatial) == 3 and not has_channel and self.model.in_channels == 1
+        if len(spatial) > dims and not stack:
             raise InputError(f"{path}: a {len(spatial)}D image (shape {shape}) given to a {dims}D bundle")
-        if channels != want_c:
+        if channels != want_c and not stack:
             if dims == 3 and image.ndim == 4 and want_c == 1:
                 raise InputError(
                     f"{path}: a 4D image (shape {shape}) where a 3D volume is expected; "
@@ -255,6 +280,35 @@ class Predictor:
             n_inf = sum(int(torch.isinf(flat[i : i + step]).sum()) for i in range(0, flat.numel(), step))
             if n_nan or n_inf:
                 raise InputError(f"{path}: {n_nan} NaN and {n_inf} inf voxels; fix or mask them before prediction")
+        return stack
+
+    def _predict_stack(self, path: Path, volume: torch.Tensor, output_dir: Path) -> tuple[list[Path], dict[str, float]]:
+        """Segments a stack ``(X, Y, Z)`` section by section with a 2D bundle and writes one stacked mask."""
+        pre = self.model.preprocessing
+        array = volume.as_tensor() if isinstance(volume, MetaTensor) else torch.as_tensor(volume)
+        affine = np.asarray(volume.affine if isinstance(volume, MetaTensor) else np.eye(4), dtype=np.float64)
+        seconds = {"load": 0.0, "infer": 0.0, "write": 0.0}
+        masks = []
+        for k in range(array.shape[-1]):
+            t0 = time.perf_counter()
+            section = MetaTensor(array[..., k].clone(), meta={"original_channel_dim": "no_channel"})
+            data: Any = {"image": section}
+            for transform in pre.transforms[self.rest_start :]:
+                data = apply_transform(transform, data, pre.map_items, pre.unpack_items, pre.log_stats)
+            t1 = time.perf_counter()
+            scores = self.infer(data["image"])
+            t2 = time.perf_counter()
+            labels = self._labels(scores)
+            inverted, _ = self._invert(labels[None], data["image"], nearest=True)
+            masks.append(inverted[..., 0])
+            seconds["load"] += t1 - t0
+            seconds["infer"] += t2 - t1
+            seconds["write"] += time.perf_counter() - t2
+        t3 = time.perf_counter()
+        stacked = _label_dtype(np.stack(masks, axis=-1))
+        out = write_image(stacked, affine, output_path(path, output_dir), spatial_dims=3)
+        seconds["write"] += time.perf_counter() - t3
+        return [out], seconds
 
     # -- the sliding window ---------------------------------------------------------------------------------
 
@@ -330,12 +384,20 @@ class Predictor:
         array = out.as_tensor() if isinstance(out, MetaTensor) else torch.as_tensor(out)
         return np.moveaxis(array.numpy(), 0, -1), np.asarray(out.affine, dtype=np.float64)
 
-    def _write(self, path: Path, image: torch.Tensor, scores: torch.Tensor, output_dir: Path) -> list[Path]:
-        dims = self.model.spatial_dims
+    def _labels(self, scores: torch.Tensor) -> torch.Tensor:
+        """The label map ``(*spatial)`` from scores ``(C, *spatial)``: classes, or instances for instance bundles."""
+        if self.model.instances is not None:
+            probs = scores.float() if self.mirror else torch.softmax(scores.float(), dim=0)
+            return torch.from_numpy(classes_to_instances(probs, **self.model.instances))
         mask = argmax_uint8(scores)
         if self.model.keep_largest:
             keep = KeepLargestConnectedComponent(applied_labels=list(self.model.keep_largest), is_onehot=False)
             mask = torch.as_tensor(keep(mask[None]))[0].to(torch.uint8)
+        return mask
+
+    def _write(self, path: Path, image: torch.Tensor, scores: torch.Tensor, output_dir: Path) -> list[Path]:
+        dims = self.model.spatial_dims
+        mask = self._labels(scores)
         if not self.save_probabilities:
             del scores
         inverted, affine = self._invert(mask[None], image, nearest=True)
@@ -347,6 +409,13 @@ class Predictor:
             prob_path = output_path(path, output_dir, postfix="prob", probabilities=True)
             outputs.append(write_image(prob.astype(np.float32, copy=False), prob_affine, prob_path, dims))
             del prob
-        mask_array = np.rint(inverted[..., 0]).astype(np.uint8) if inverted.dtype.kind == "f" else inverted[..., 0]
-        outputs.insert(0, write_image(mask_array.astype(np.uint8), affine, output_path(path, output_dir), dims))
+        outputs.insert(0, write_image(_label_dtype(inverted[..., 0]), affine, output_path(path, output_dir), dims))
         return outputs
+
+
+def _label_dtype(labels: np.ndarray) -> np.ndarray:
+    """The smallest unsigned type holding the labels (uint8 for classes, uint16 for most instance maps)."""
+    labels = np.rint(labels) if labels.dtype.kind == "f" else labels
+    top = int(labels.max()) if labels.size else 0
+    dtype = np.uint8 if top < 256 else np.uint16 if top < 65536 else np.uint32
+    return labels.astype(dtype)

@@ -128,4 +128,7 @@ def glibc_malloc_kept() -> Iterator[bool]:
 
 def uses_instance_norm(network: torch.nn.Module) -> bool:
     """True when ``network`` has an instance-norm layer (channels-last then costs more than it gains)."""
-    return any(isinstance(m, torch.nn.modules.instancenorm._InstanceNorm) for m in network.modules())
+    from unet_med.inference.fastpath import InstanceNormNd
+
+    norms = (torch.nn.modules.instancenorm._InstanceNorm, InstanceNormNd)
+    return any(isinstance(m, norms) for m in network.modules())

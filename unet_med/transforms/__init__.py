@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 from unet_med.transforms.intensity import ZScoreForegroundd, zscore_foreground
+from unet_med.transforms.microscopy import (
+    ClassesToInstancesd,
+    InstancesToClassesd,
+    classes_to_instances,
+    instances_to_classes,
+    microscopy_augmentation,
+)
 from unet_med.transforms.presets import inference_postprocessing, preprocessing, train_augmentation
 from unet_med.transforms.regions import BRATS_REGIONS, LabelToRegionsd, label_to_regions
 
 __all__ = [
     "BRATS_REGIONS",
+    "ClassesToInstancesd",
+    "InstancesToClassesd",
     "LabelToRegionsd",
     "ZScoreForegroundd",
+    "classes_to_instances",
     "inference_postprocessing",
+    "instances_to_classes",
     "label_to_regions",
+    "microscopy_augmentation",
     "preprocessing",
     "train_augmentation",
     "zscore_foreground",

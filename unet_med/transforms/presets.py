@@ -8,6 +8,8 @@ map a prediction back to the input's own geometry. Intensity normalisation depen
   ``"above_min"`` (for backgrounds set to a constant negative value, as in skull-stripped BraTS).
 - ``"ct"``: clip Hounsfield units to ``ct_window`` (a fixed window, or the foreground's 0.5-99.5 percentiles
   proposed by :mod:`unet_med.data.planning`) and scale it to [0, 1].
+- ``"microscopy"``: each channel's 1st-99.8th percentiles scaled to [0, 1] (the same for 8- and 16-bit images,
+  and robust to a few saturated pixels); use it with ``orientation=None`` and ``pixdim=None``.
 - ``"none"``: no intensity change.
 """
 
@@ -34,6 +36,7 @@ from monai.transforms import (
     RandScaleIntensityd,
     RandShiftIntensityd,
     ScaleIntensityRanged,
+    ScaleIntensityRangePercentilesd,
     Spacingd,
     SpatialPadd,
 )
@@ -44,7 +47,7 @@ from unet_med.transforms.intensity import ZScoreForegroundd
 
 __all__ = ["inference_postprocessing", "preprocessing", "train_augmentation"]
 
-MODALITIES = ("mri", "ct", "none")
+MODALITIES = ("mri", "ct", "microscopy", "none")
 
 
 def preprocessing(
@@ -64,7 +67,7 @@ def preprocessing(
         keys: image and (optionally) label keys. Keys other than ``image_key`` are treated as label maps
             (nearest-neighbour resampling, no normalisation).
         image_key: the key of the image.
-        modality: ``"mri"``, ``"ct"`` or ``"none"`` (see the module docstring).
+        modality: ``"mri"``, ``"ct"``, ``"microscopy"`` or ``"none"`` (see the module docstring).
         pixdim: target voxel spacing in mm, or ``None`` to keep the input spacing.
         orientation: target axis codes (``"RAS"``), or ``None`` to keep the input orientation.
         divisible_by: pad the spatial size to a multiple of this (the network's total pooling factor), so whole
@@ -108,6 +111,12 @@ def preprocessing(
     elif modality == "ct":
         low, high = ct_window
         transforms.append(ScaleIntensityRanged(keys=image_key, a_min=low, a_max=high, b_min=0.0, b_max=1.0, clip=True))
+    elif modality == "microscopy":
+        transforms.append(
+            ScaleIntensityRangePercentilesd(
+                keys=image_key, lower=1.0, upper=99.8, b_min=0.0, b_max=1.0, clip=True, channel_wise=True
+            )
+        )
     if divisible_by is not None:
         transforms.append(DivisiblePadd(keys=keys, k=divisible_by))
     transforms.append(EnsureTyped(keys=image_key, dtype="float32", track_meta=True))
