@@ -6,6 +6,7 @@
 - ``unet-med bundle pack DIR OUT.zip [--no-onnx]``: scan, export TorchScript and ONNX, write the zip with a
   manifest of sha256 checksums.
 - ``unet-med bundle unpack ZIP DIR``: check every entry and checksum, then extract.
+- ``unet-med bundle half DIR``: store ``models/model.pt`` in float16 (half the size; loads into float32).
 """
 
 from __future__ import annotations
@@ -60,8 +61,23 @@ def _unpack(args: argparse.Namespace) -> int:
     return 0
 
 
+def _half(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from unet_med.engines.checkpoint import halve_weights
+
+    path = Path(args.bundle) / "models" / "model.pt"
+    try:
+        out = halve_weights(path)
+    except (FileNotFoundError, ValueError) as e:
+        print(e, file=sys.stderr)
+        return 1
+    print(f"{out}: {out.stat().st_size / 1e6:.1f} MB")
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Adds ``bundle verify|scan|pack|unpack`` to the ``unet-med`` command line."""
+    """Adds ``bundle verify|scan|pack|unpack|half`` to the ``unet-med`` command line."""
     bundle = subparsers.add_parser("bundle", help="verify, pack and unpack bundles shared between sites")
     commands = bundle.add_subparsers(dest="bundle_command", required=True)
 
@@ -87,3 +103,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     unpack.add_argument("zip", help="packed bundle")
     unpack.add_argument("dest", help="folder to create")
     unpack.set_defaults(func=_unpack)
+
+    half = commands.add_parser("half", help="store the bundle's models/model.pt in float16")
+    half.add_argument("bundle", help="bundle folder")
+    half.set_defaults(func=_half)

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from unet_med.engines.case_metrics import METRIC_NAMES, CaseMetricsReport, case_metrics, summarize_case_metrics
-from unet_med.engines.checkpoint import BestModelSaver, ResumableCheckpoint, load_network, load_state_dict
+from unet_med.engines.checkpoint import (
+    BestModelSaver,
+    ResumableCheckpoint,
+    halve_weights,
+    load_network,
+    load_state_dict,
+)
 from unet_med.engines.figures import save_overlay_figure
 from unet_med.engines.microscopy_report import MicroscopyReport, instance_metrics, membrane_metrics
 from unet_med.engines.overlay import OverlayImageHandler, overlay_slice
@@ -16,6 +22,7 @@ __all__ = [
     "OverlayImageHandler",
     "ResumableCheckpoint",
     "case_metrics",
+    "halve_weights",
     "instance_metrics",
     "load_network",
     "load_state_dict",

@@ -25,7 +25,7 @@ from ignite.handlers import Checkpoint
 
 from unet_med.utils import atomic_path, is_rank_zero
 
-__all__ = ["BestModelSaver", "ResumableCheckpoint", "load_network", "load_state_dict"]
+__all__ = ["BestModelSaver", "ResumableCheckpoint", "halve_weights", "load_network", "load_state_dict"]
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +58,34 @@ def load_state_dict(path: str | os.PathLike, key: str | None = None) -> dict[str
             raise ValueError(f"{path}: no {key!r} entry in the checkpoint")
         state = state[key]
     return state
+
+
+def halve_weights(path: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
+    """Stores a state dict's floating-point tensors in float16 (half the file size), atomically.
+
+    ``load_network`` casts them back to the network's dtype, so a float16 file loads into a float32 network.
+
+    Args:
+        path: a state dict saved with ``torch.save`` (loaded with ``weights_only=True``).
+        out: where to write; default: over ``path``.
+
+    Raises:
+        ValueError: the file is not a state dict of tensors, or a value would overflow float16.
+    """
+    state = load_state_dict(path)
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{path}: expected a state dict of tensors")
+    half = {}
+    for name, tensor in state.items():
+        if tensor.is_floating_point():
+            if tensor.numel() and float(tensor.abs().max()) > torch.finfo(torch.float16).max:
+                raise ValueError(f"{path}: {name} has values beyond the float16 range")
+            tensor = tensor.to(torch.float16)
+        half[name] = tensor
+    target = Path(out) if out is not None else Path(path)
+    with atomic_path(target) as tmp:
+        torch.save(half, tmp)
+    return target
 
 
 def load_network(
