@@ -83,3 +83,12 @@ def test_augmentation_keeps_patch_size_and_label_values():
             assert set(torch.unique(s["label"]).tolist()) <= {0, 1, 2}
     with pytest.raises(ValueError, match="2D"):
         microscopy_augmentation((32, 32, 8), num_classes=2)
+
+
+def test_wider_boundary_stays_inside_the_objects():
+    truth = _touching()
+    classes = instances_to_classes(truth, boundary_width=2)
+    np.testing.assert_array_equal(classes > 0, truth > 0)  # never grows into the background
+    assert (classes[2:8, 6:10] == 2).all()  # two rim pixels on each side of the contact
+    np.testing.assert_array_equal(classes[4:6, 4:6], 1)
+    assert int((classes == 1).sum()) == 2 * 2 * 2  # the 4x4 square is all rim
