@@ -284,6 +284,8 @@ class Predictor:
 
     def _predict_stack(self, path: Path, volume: torch.Tensor, output_dir: Path) -> tuple[list[Path], dict[str, float]]:
         """Segments a stack ``(X, Y, Z)`` section by section with a 2D bundle and writes one stacked mask."""
+        if self.save_probabilities:
+            logger.warning("%s: a stack of sections; only its mask is written, not the probabilities", path)
         pre = self.model.preprocessing
         array = volume.as_tensor() if isinstance(volume, MetaTensor) else torch.as_tensor(volume)
         affine = np.asarray(volume.affine if isinstance(volume, MetaTensor) else np.eye(4), dtype=np.float64)
