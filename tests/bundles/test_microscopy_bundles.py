@@ -78,6 +78,21 @@ def _overrides(tmp: Path, bundle: Path) -> dict:
     }
 
 
+def _workflow(configs: Path, overlay: str | None, kind: str, run_id: str, overrides: dict) -> ConfigWorkflow:
+    """An initialised MONAI workflow of ``train.json`` (plus an overlay) with the test's overrides."""
+    files = [str(configs / "train.json")] + ([str(configs / overlay)] if overlay else [])
+    workflow = ConfigWorkflow(
+        config_file=files,
+        meta_file=str(configs / "metadata.json"),
+        logging_file=False,
+        workflow_type=kind,
+        run_id=run_id,
+        **overrides,
+    )
+    workflow.initialize()
+    return workflow
+
+
 @pytest.mark.parametrize("name", BUNDLES)
 def test_metadata_and_network_verify_offline(name, shared_dir):
     configs = REPO / "bundles" / name / "configs"
@@ -108,15 +123,7 @@ def test_one_training_iteration_evaluation_and_inference(name, tmp_path):
     configs = bundle / "configs"
     images = _write_dataset(tmp_path / "data", name)
     overrides = _overrides(tmp_path, bundle)
-    train = ConfigWorkflow(
-        config_file=str(configs / "train.json"),
-        meta_file=str(configs / "metadata.json"),
-        logging_file=False,
-        workflow_type="train",
-        run_id="training",
-        **overrides,
-    )
-    train.initialize()
+    train = _workflow(configs, None, "train", "training", overrides)
     assert train.parser.get_parsed_content("spatial_dims") == 2
     train.run()
     assert train.parser.get_parsed_content("train#trainer").state.iteration >= 1
@@ -124,16 +131,7 @@ def test_one_training_iteration_evaluation_and_inference(name, tmp_path):
     weights = torch.load(tmp_path / "models" / "model.pt", weights_only=True)
     assert weights["head.weight"].shape[0] == classes
 
-    evaluate = ConfigWorkflow(
-        config_file=[str(configs / "train.json"), str(configs / "evaluate.json")],
-        meta_file=str(configs / "metadata.json"),
-        logging_file=False,
-        workflow_type="eval",
-        run_id="evaluating",
-        **overrides,
-    )
-    evaluate.initialize()
-    evaluate.run()
+    _workflow(configs, "evaluate.json", "eval", "evaluating", overrides).run()
     summary = json.loads((tmp_path / "runs" / "eval" / "summary.json").read_text())
     expected = {"pixel_error", "rand_error", "membrane_dice"} if name == "em_membranes" else {"dice", "f1"}
     assert expected <= set(summary["metrics"])
@@ -143,16 +141,8 @@ def test_one_training_iteration_evaluation_and_inference(name, tmp_path):
     # MONAI's own inferring workflow on a PNG
     png = tmp_path / "unseen.png"
     Image.fromarray(images[0]).save(png)
-    infer = ConfigWorkflow(
-        config_file=[str(configs / "train.json"), str(configs / "inference.json")],
-        meta_file=str(configs / "metadata.json"),
-        logging_file=False,
-        workflow_type="infer",
-        run_id="inferring",
-        **{**overrides, "input": str(png), "output_dir": str(tmp_path / "masks")},
-    )
-    infer.initialize()
-    infer.run()
+    infer_overrides = {**overrides, "input": str(png), "output_dir": str(tmp_path / "masks")}
+    _workflow(configs, "inference.json", "infer", "inferring", infer_overrides).run()
     (written,) = list((tmp_path / "masks").glob("unseen_*.png"))
     assert np.asarray(Image.open(written)).shape == SHAPE
 
