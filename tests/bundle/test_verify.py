@@ -240,3 +240,13 @@ def test_torchscript_config_mirrors_the_base_config():
     base = json.loads((BUNDLE / "configs" / "train.json").read_text())
     assert ts["pixdim"] == base["pixdim"] and ts["patch_size"] == base["patch_size"]
     assert base["modality"] == "mri"  # the MONAI-only preprocessing in inference_torchscript.json is the MRI preset
+
+
+def test_a_2d_microscopy_bundle_passes_with_a_png_end_to_end(shared_dir):
+    bundle = Path(__file__).resolve().parents[2] / "bundles" / "em_membranes"
+    if not (bundle / "models" / "model.pt").is_file():
+        pytest.skip("em_membranes has no trained weights")
+    schema = shared_dir / "schemas" / "meta_schema_20240725.json"
+    report = verify_bundle(bundle, schema=schema if schema.is_file() else None, onnx=False)
+    assert report.ok, report.format()
+    assert "synthetic PNG" in report.format()

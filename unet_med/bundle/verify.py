@@ -268,10 +268,60 @@ def _synthetic_volume(root: Path, path: Path) -> Any:
     return image
 
 
+def _end_to_end_2d(root: Path, work: Path, size: list[int]) -> tuple[str, str, list[str]]:
+    """The inference workflows of a single-channel 2D bundle on a synthetic 8-bit PNG: one mask of its size."""
+    from monai.bundle import ConfigWorkflow
+    from PIL import Image
+
+    rows, cols = size[1], size[0]  # MONAI's (columns, rows) order -> a picture's (rows, columns)
+    picture = np.random.default_rng(0).integers(0, 256, (rows, cols), dtype=np.uint8)
+    Image.fromarray(picture).save(work / "synthetic.png")
+    combos = [(n, c) for n, c in run_configs(root) if any(_defines(p, "inferring") for p in c)]
+    if not combos:
+        return "SKIP", "no inference config (none defines 'inferring')", []
+    details, problems = [], []
+    for i, (name, configs) in enumerate(combos):
+        if any("torchscript" in p.stem for p in configs):
+            details.append(f"{name}: skipped (TorchScript overlays are checked on 3D bundles)")
+            continue
+        out = work / f"out-{i}"
+        wf = ConfigWorkflow(
+            config_file=[str(c) for c in configs],
+            meta_file=str(root / "configs" / "metadata.json"),
+            logging_file=False,
+            workflow_type="infer",
+            run_id="inferring",
+            bundle_root=str(root),
+            input=str(work / "synthetic.png"),
+            output_dir=str(out),
+            device="cpu",
+        )
+        wf.initialize()
+        wf.run()
+        wf.finalize()
+        masks = sorted(p for p in out.rglob("*") if p.is_file() and p.suffix in (".png", ".tif", ".gz", ".nii"))
+        if len(masks) != 1:
+            problems.append(f"{name}: expected one mask in the output folder, found {[m.name for m in masks]}")
+            continue
+        shape = np.asarray(Image.open(masks[0])).shape if masks[0].suffix in (".png", ".tif") else None
+        if shape != (rows, cols):
+            problems.append(f"{name}: mask {masks[0].name} of shape {shape} does not match the input {(rows, cols)}")
+            continue
+        details.append(f"{name}: mask {list(shape)} of the input's size")
+    if problems:
+        return "FAIL", "inference did not reproduce the input size", problems + details
+    return "PASS", f"{len(details)} inference workflow(s) on a synthetic PNG keep its size", details
+
+
 def _end_to_end(root: Path, work: Path) -> tuple[str, str, list[str]]:
     import nibabel as nib
     from monai.bundle import ConfigWorkflow
 
+    from unet_med.bundle.export import example_input_shape
+
+    _, channels, *spatial = example_input_shape(root)
+    if len(spatial) == 2 and channels == 1:  # a microscopy bundle: a picture in, a picture out
+        return _end_to_end_2d(root, work, [s + 3 for s in spatial])
     image = _synthetic_volume(root, work / "synthetic.nii.gz")
     combos = [(n, c) for n, c in run_configs(root) if any(_defines(p, "inferring") for p in c)]
     if not combos:
