@@ -268,15 +268,41 @@ def _synthetic_volume(root: Path, path: Path) -> Any:
     return image
 
 
+def _inference_combos(root: Path) -> list[tuple[str, list[Path]]]:
+    """The bundle's config combinations that define an ``inferring`` workflow."""
+    return [(n, c) for n, c in run_configs(root) if any(_defines(p, "inferring") for p in c)]
+
+
+def _run_inferring(root: Path, configs: list[Path], input_path: Path, out: Path, **overrides: Any) -> Path:
+    """Runs a bundle's ``inferring`` workflow on ``input_path`` on the CPU; returns the output folder."""
+    from monai.bundle import ConfigWorkflow
+
+    wf = ConfigWorkflow(
+        config_file=[str(c) for c in configs],
+        meta_file=str(root / "configs" / "metadata.json"),
+        logging_file=False,
+        workflow_type="infer",
+        run_id="inferring",
+        bundle_root=str(root),
+        input=str(input_path),
+        output_dir=str(out),
+        device="cpu",
+        **overrides,
+    )
+    wf.initialize()
+    wf.run()
+    wf.finalize()
+    return out
+
+
 def _end_to_end_2d(root: Path, work: Path, size: list[int]) -> tuple[str, str, list[str]]:
     """The inference workflows of a single-channel 2D bundle on a synthetic 8-bit PNG: one mask of its size."""
-    from monai.bundle import ConfigWorkflow
     from PIL import Image
 
     rows, cols = size[1], size[0]  # MONAI's (columns, rows) order -> a picture's (rows, columns)
     picture = np.random.default_rng(0).integers(0, 256, (rows, cols), dtype=np.uint8)
     Image.fromarray(picture).save(work / "synthetic.png")
-    combos = [(n, c) for n, c in run_configs(root) if any(_defines(p, "inferring") for p in c)]
+    combos = _inference_combos(root)
     if not combos:
         return "SKIP", "no inference config (none defines 'inferring')", []
     details, problems = [], []
@@ -284,21 +310,7 @@ def _end_to_end_2d(root: Path, work: Path, size: list[int]) -> tuple[str, str, l
         if any("torchscript" in p.stem for p in configs):
             details.append(f"{name}: skipped (TorchScript overlays are checked on 3D bundles)")
             continue
-        out = work / f"out-{i}"
-        wf = ConfigWorkflow(
-            config_file=[str(c) for c in configs],
-            meta_file=str(root / "configs" / "metadata.json"),
-            logging_file=False,
-            workflow_type="infer",
-            run_id="inferring",
-            bundle_root=str(root),
-            input=str(work / "synthetic.png"),
-            output_dir=str(out),
-            device="cpu",
-        )
-        wf.initialize()
-        wf.run()
-        wf.finalize()
+        out = _run_inferring(root, configs, work / "synthetic.png", work / f"out-{i}")
         masks = sorted(p for p in out.rglob("*") if p.is_file() and p.suffix in (".png", ".tif", ".gz", ".nii"))
         if len(masks) != 1:
             problems.append(f"{name}: expected one mask in the output folder, found {[m.name for m in masks]}")
@@ -315,7 +327,6 @@ def _end_to_end_2d(root: Path, work: Path, size: list[int]) -> tuple[str, str, l
 
 def _end_to_end(root: Path, work: Path) -> tuple[str, str, list[str]]:
     import nibabel as nib
-    from monai.bundle import ConfigWorkflow
 
     from unet_med.bundle.export import example_input_shape
 
@@ -323,7 +334,7 @@ def _end_to_end(root: Path, work: Path) -> tuple[str, str, list[str]]:
     if len(spatial) == 2 and channels == 1:  # a microscopy bundle: a picture in, a picture out
         return _end_to_end_2d(root, work, [s + 3 for s in spatial])
     image = _synthetic_volume(root, work / "synthetic.nii.gz")
-    combos = [(n, c) for n, c in run_configs(root) if any(_defines(p, "inferring") for p in c)]
+    combos = _inference_combos(root)
     if not combos:
         return "SKIP", "no inference config (none defines 'inferring')", []
     details, problems = [], []
@@ -334,22 +345,7 @@ def _end_to_end(root: Path, work: Path) -> tuple[str, str, list[str]]:
                 details.append(f"{name}: skipped (no models/model.ts and no fresh export)")
                 continue
             overrides["model_file"] = str(work / "model.ts")  # the fresh export checked above
-        out = work / f"out-{i}"
-        wf = ConfigWorkflow(
-            config_file=[str(c) for c in configs],
-            meta_file=str(root / "configs" / "metadata.json"),
-            logging_file=False,
-            workflow_type="infer",
-            run_id="inferring",
-            bundle_root=str(root),
-            input=str(work / "synthetic.nii.gz"),
-            output_dir=str(out),
-            device="cpu",
-            **overrides,
-        )
-        wf.initialize()
-        wf.run()
-        wf.finalize()
+        out = _run_inferring(root, configs, work / "synthetic.nii.gz", work / f"out-{i}", **overrides)
         masks = sorted(out.rglob("*.nii*"))
         if len(masks) != 1:
             problems.append(f"{name}: expected one mask in the output folder, found {[m.name for m in masks]}")
