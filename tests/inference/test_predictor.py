@@ -123,3 +123,13 @@ def test_precision_choice():
     assert choose_precision("auto", cpu) == (torch.bfloat16 if cpu_supports_bf16() else torch.float32)
     with pytest.raises(ValueError, match="precision"):
         choose_precision("int8", cpu)
+
+
+def test_mirrored_wraps_only_when_asked():
+    from unet_med.inference import MirrorTTA, mirrored
+
+    net = torch.nn.Conv2d(1, 2, 1)
+    assert mirrored(net, False, 2) is net
+    wrapped = mirrored(net, True, 2)
+    assert isinstance(wrapped, MirrorTTA) and wrapped.network is net
+    torch.testing.assert_close(wrapped(torch.rand(1, 1, 4, 4)).sum(1), torch.ones(1, 4, 4))

@@ -7,7 +7,7 @@ from unet_med.inference.bundle_model import BundleError, BundleModel, load_bundl
 from unet_med.inference.cases import find_cases
 from unet_med.inference.predictor import CaseResult, InputError, Predictor, argmax_uint8
 from unet_med.inference.resample import resample_to_grid
-from unet_med.inference.tta import MirrorTTA
+from unet_med.inference.tta import MirrorTTA, mirrored
 from unet_med.inference.writers import AtomicNibabelWriter, AtomicPILWriter
 
 __all__ = [
@@ -23,5 +23,6 @@ __all__ = [
     "argmax_uint8",
     "find_cases",
     "load_bundle",
+    "mirrored",
     "resample_to_grid",
 ]

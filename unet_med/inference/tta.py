@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import torch
 
-__all__ = ["MirrorTTA", "SoftmaxNetwork"]
+__all__ = ["MirrorTTA", "SoftmaxNetwork", "mirrored"]
 
 
 class SoftmaxNetwork(torch.nn.Module):
@@ -63,3 +63,11 @@ class MirrorTTA(torch.nn.Module):
         if total is None:  # unreachable: flips always holds the identity
             raise RuntimeError("no flips")
         return total.div_(len(self.flips))
+
+
+def mirrored(network: torch.nn.Module, mirror: bool, spatial_dims: int = 3) -> torch.nn.Module:
+    """``MirrorTTA(network)`` (probabilities out) when ``mirror``, else ``network`` itself (logits out).
+
+    For bundle configs: ``"network": "$unet_med.inference.mirrored(@trained_network, @mirror, @spatial_dims)"``.
+    """
+    return MirrorTTA(network, spatial_dims=spatial_dims) if mirror else network
