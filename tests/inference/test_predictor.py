@@ -115,6 +115,11 @@ def test_argmax_uint8_matches_torch():
     out = argmax_uint8(scores, slab=8)
     assert out.dtype == torch.uint8
     torch.testing.assert_close(out.long(), scores.argmax(0))
+    # ties go to the first maximum and NaN counts as the maximum, as in torch.argmax; bf16 scores too
+    scores = torch.randint(0, 3, (5, 17, 4, 3)).float()
+    scores[2, 3, 1, 1] = scores[4, 5, 2, 0] = scores[1, 5, 2, 0] = float("nan")
+    torch.testing.assert_close(argmax_uint8(scores, slab=4).long(), scores.argmax(0))
+    torch.testing.assert_close(argmax_uint8(scores.bfloat16()).long(), scores.bfloat16().argmax(0))
 
 
 def test_precision_choice():
