@@ -159,10 +159,12 @@ def worker_monai(volume: Path, out: Path) -> dict[str, Any]:
 
 def worker_ours(volume: Path, bundle: Path, precision: str, out: Path) -> dict[str, Any]:
     from unet_med.inference import Predictor, load_bundle
+    from unet_med.inference.runtime import glibc_malloc_kept
 
     predictor = Predictor(load_bundle(bundle), precision=precision, overlap=OVERLAP, sw_batch_size=SW_BATCH)
     timer = NetTimer(predictor.model.network)
-    result = predictor.predict_case(volume, out.parent / f"{out.stem}_dir")
+    with glibc_malloc_kept(release=False):  # as `unet-med predict` runs its cases
+        result = predictor.predict_case(volume, out.parent / f"{out.stem}_dir")
     if not result.ok:
         raise RuntimeError(result.error)
     np.save(out, np.asarray(nib.load(result.outputs[0]).dataobj))

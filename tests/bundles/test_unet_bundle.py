@@ -9,6 +9,7 @@ import csv
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -316,6 +317,12 @@ def test_exact_command_from_repo_root_and_bundle_folder(tmp_path, repo_root):
     assert locate_bundle_root(argv=["x", "run", "--config_file", "bundles/unet/configs/train.json"]) == str(BUNDLE)
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def test_two_cpu_ranks_train_with_gloo(tmp_path, repo_root):
     # 10 cases: 2 validation cases, one per rank
     overrides = tiny(tmp_path, max_epochs=1, demo={"num_cases": 10, "shape": [32, 32, 24], "spacing": [1.2, 1.2, 2.5]})
@@ -324,7 +331,7 @@ def test_two_cpu_ranks_train_with_gloo(tmp_path, repo_root):
         "-m",
         "torch.distributed.run",
         "--nproc_per_node=2",
-        "--master_port=29531",
+        f"--master_port={_free_port()}",  # a fixed port fails when an earlier run still holds it
         "-m",
         "monai.bundle",
         "run",

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from unet_med.data import synthetic_volume
-from unet_med.inference import BundleError, MirrorTTA, Predictor, argmax_uint8, load_bundle
+from unet_med.inference import BundleError, MirrorTTA, Predictor, argmax_uint8, load_bundle, runtime
 from unet_med.inference.runtime import choose_precision, cpu_supports_bf16, glibc_malloc_kept, uses_instance_norm
 
 UNET = Path(__file__).resolve().parents[2] / "bundles" / "unet"
@@ -91,6 +91,32 @@ def test_glibc_malloc_kept_runs_a_block():
     with glibc_malloc_kept() as applied:
         torch.zeros(1 << 20).sum()
     assert isinstance(applied, bool)
+
+
+def test_glibc_malloc_kept_nested_blocks_leave_it_to_the_outermost(monkeypatch):
+    calls = []
+
+    class FakeLibc:
+        def mallopt(self, param, value):
+            calls.append(("mallopt", param, value))
+
+        def malloc_trim(self, pad):
+            calls.append(("trim", pad))
+
+    monkeypatch.setattr(runtime, "_libc", lambda: FakeLibc())
+    with glibc_malloc_kept(release=False) as outer:
+        set_up = list(calls)
+        with glibc_malloc_kept() as inner:  # a per-case block inside a whole-run one: no change, no trim
+            pass
+        assert calls == set_up
+    assert outer and inner
+    assert [c[0] for c in set_up] == ["mallopt", "mallopt"]
+    assert [c[0] for c in calls[2:]] == ["mallopt", "mallopt"]  # defaults back, and no trim with release=False
+    calls.clear()
+    with pytest.raises(RuntimeError), glibc_malloc_kept():
+        raise RuntimeError("a failed case")
+    assert [c[0] for c in calls] == ["mallopt", "mallopt", "mallopt", "mallopt", "trim"]
+    assert runtime._kept_depth == 0
 
 
 def test_mirror_tta_averages_flipped_softmax():

@@ -13,6 +13,7 @@ skipped; the exit status is 1 when any case failed, 2 when the bundle or the inp
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -32,7 +33,7 @@ def _predict(args: argparse.Namespace) -> int:
     from unet_med.inference.bundle_model import BundleError, load_bundle
     from unet_med.inference.cases import find_cases
     from unet_med.inference.predictor import Predictor
-    from unet_med.inference.runtime import default_num_threads
+    from unet_med.inference.runtime import default_num_threads, glibc_malloc_kept
 
     torch.set_num_threads(args.threads or default_num_threads())
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -67,20 +68,11 @@ def _predict(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     start = time.perf_counter()
-    results: list[Any] = []
     bar = tqdm(cases, desc="cases", unit="case", disable=args.quiet, position=0, leave=True, file=sys.stderr)
-    for case in bar:
-        bar.set_postfix_str(case.name)
-        result = predictor.predict_case(case, args.output)
-        results.append(result)
-        if result.ok and not args.quiet:
-            s = result.seconds
-            tqdm.write(
-                f"ok    {case.name}  {'x'.join(map(str, result.shape))}  -> {result.outputs[0]}  "
-                f"(load {s['load']:.1f} s, infer {s['infer']:.1f} s, write {s['write']:.1f} s)"
-            )
-        elif not result.ok:
-            tqdm.write(f"FAIL  {result.error}", file=sys.stderr)
+    # one block for all cases: each reuses the buffers of the last (see glibc_malloc_kept)
+    kept = glibc_malloc_kept(release=False) if predictor.tune_malloc else contextlib.nullcontext()
+    with kept:
+        results = [_run_case(predictor, case, args, bar) for case in bar]
     bar.close()
 
     failed = [r for r in results if not r.ok]
@@ -96,6 +88,23 @@ def _predict(args: argparse.Namespace) -> int:
             print(f"  - {r.error}", file=sys.stderr)
         return 1
     return 0
+
+
+def _run_case(predictor: Any, case: Any, args: argparse.Namespace, bar: Any) -> Any:
+    """Predicts one case and reports it on the progress bar's stream."""
+    from tqdm import tqdm
+
+    bar.set_postfix_str(case.name)
+    result = predictor.predict_case(case, args.output)
+    if result.ok and not args.quiet:
+        s = result.seconds
+        tqdm.write(
+            f"ok    {case.name}  {'x'.join(map(str, result.shape))}  -> {result.outputs[0]}  "
+            f"(load {s['load']:.1f} s, infer {s['infer']:.1f} s, write {s['write']:.1f} s)"
+        )
+    elif not result.ok:
+        tqdm.write(f"FAIL  {result.error}", file=sys.stderr)
+    return result
 
 
 def _axes(text: str) -> list[int]:

@@ -50,7 +50,12 @@ from unet_med.inference.bundle_model import BundleModel
 from unet_med.inference.fastpath import accelerate
 from unet_med.inference.output import output_path, write_image
 from unet_med.inference.resample import resample_to_grid
-from unet_med.inference.runtime import choose_precision, glibc_malloc_kept, uses_instance_norm
+from unet_med.inference.runtime import (
+    choose_precision,
+    glibc_malloc_kept,
+    release_freed_memory,
+    uses_instance_norm,
+)
 from unet_med.inference.tta import MirrorTTA
 from unet_med.transforms.microscopy import classes_to_instances
 
@@ -366,8 +371,17 @@ class Predictor:
 
         inputs = image.as_tensor() if isinstance(image, MetaTensor) else image
         inputs = inputs.unsqueeze(0).to(dtype=stitch_dtype)  # MONAI's buffers take the input's dtype
+        # Inside a whole-run block (unet-med predict) freed buffers outlive each case, the reading and resampling
+        # ones included. For a large case, hand them back before the windows and again before the full-size
+        # inversion, so that its peak stays that of one phase.
+        original = getattr(image, "meta", {}).get("spatial_shape", ())
+        large = max(inputs[0, 0].numel(), math.prod(int(s) for s in original)) > self.invert_voxel_limit
+        if self.tune_malloc and large:
+            release_freed_memory()
         with glibc_malloc_kept() if self.tune_malloc else contextlib.nullcontext(), torch.no_grad():
             scores = inferer(inputs, forward)  # no_grad, not inference_mode: the buffers stay normal tensors
+        if self.tune_malloc and large:
+            release_freed_memory()
         if not isinstance(scores, torch.Tensor):
             raise RuntimeError(f"the network returned {type(scores).__name__}, expected one tensor")
         return scores[0].cpu()

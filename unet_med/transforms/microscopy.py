@@ -103,11 +103,11 @@ def microscopy_augmentation(
         Rand2DElasticd(
             keys=keys,
             spacing=(elastic_spacing, elastic_spacing),
-            magnitude_range=tuple(elastic_magnitude),
+            magnitude_range=(float(elastic_magnitude[0]), float(elastic_magnitude[1])),
             prob=elastic_prob,
             rotate_range=(math.pi,),
             scale_range=(scale_range, scale_range),
-            spatial_size=patch,
+            spatial_size=(patch[0], patch[1]),
             mode=("bilinear", "nearest"),
             padding_mode="reflection",
         ),
