@@ -164,3 +164,32 @@ def test_mirrored_wraps_only_when_asked():
     wrapped = mirrored(net, True, 2)
     assert isinstance(wrapped, MirrorTTA) and wrapped.network is net
     torch.testing.assert_close(wrapped(torch.rand(1, 1, 4, 4)).sum(1), torch.ones(1, 4, 4))
+
+
+def test_glibc_malloc_default_and_mapped_pause_a_kept_block(monkeypatch):
+    calls = []
+
+    class FakeLibc:
+        def mallopt(self, param, value):
+            calls.append(("mallopt", param, value))
+
+        def malloc_trim(self, pad):
+            calls.append(("trim", pad))
+
+    monkeypatch.setattr(runtime, "_libc", lambda: FakeLibc())
+    with runtime.glibc_malloc_default(), runtime.glibc_malloc_mapped():
+        pass
+    assert calls == []  # outside a kept block both are no-ops
+    with glibc_malloc_kept(release=False):
+        calls.clear()
+        with runtime.glibc_malloc_mapped():  # mapping back on, nothing handed back
+            assert calls == [("mallopt", runtime._M_MMAP_MAX, runtime._DEFAULT_MMAP_MAX)]
+        calls.clear()
+        with runtime.glibc_malloc_default():
+            assert ("trim", 0) in calls and runtime._kept_depth == 0
+            calls.clear()
+            with glibc_malloc_kept():  # acts as an outermost block: gives its buffers back at the end
+                pass
+            assert calls[-1] == ("trim", 0)
+        assert runtime._kept_depth == 1
+    assert runtime._kept_depth == 0

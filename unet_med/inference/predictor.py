@@ -52,8 +52,9 @@ from unet_med.inference.output import output_path, write_image
 from unet_med.inference.resample import resample_to_grid
 from unet_med.inference.runtime import (
     choose_precision,
+    glibc_malloc_default,
     glibc_malloc_kept,
-    release_freed_memory,
+    glibc_malloc_mapped,
     uses_instance_norm,
 )
 from unet_med.inference.tta import MirrorTTA
@@ -120,6 +121,12 @@ def _softmax_inplace(scores: torch.Tensor, slab: int = 16) -> torch.Tensor:
         part = scores[:, start : start + slab]
         part.copy_(torch.softmax(part.float(), dim=0))
     return scores
+
+
+def _original_shape(image: torch.Tensor) -> tuple[int, ...]:
+    """The spatial shape of a preprocessed image before its resampling (its own shape where unknown)."""
+    shape = getattr(image, "meta", {}).get("spatial_shape", ())
+    return tuple(int(s) for s in shape) or tuple(int(s) for s in image.shape[1:])
 
 
 class Predictor:
@@ -225,18 +232,24 @@ class Predictor:
         result = CaseResult(input=path)
         t0 = time.perf_counter()
         try:
-            data = self._load(path)
+            with glibc_malloc_mapped():  # in a whole-run block: the reading buffers go back as they are freed
+                data = self._load(path)
             if data.get("stack"):
                 result.shape = tuple(int(s) for s in data["image"].shape)
                 result.outputs, result.seconds = self._predict_stack(path, data["image"], Path(output_dir))
                 result.seconds["total"] = time.perf_counter() - t0
                 return result
             result.shape = tuple(int(s) for s in data["image"].shape[1:])
-            t1 = time.perf_counter()
-            scores = self.infer(data["image"])
-            t2 = time.perf_counter()
-            result.outputs = self._write(path, data["image"], scores, Path(output_dir))
-            t3 = time.perf_counter()
+            # Inside a whole-run block (unet-med predict) freed buffers outlive each case. A large case gets
+            # glibc's defaults for the rest of its run (the window buffers are handed back after the sliding
+            # window), so that its peak memory stays that of one phase.
+            large = max(math.prod(result.shape), math.prod(_original_shape(data["image"]))) > self.invert_voxel_limit
+            with glibc_malloc_default() if self.tune_malloc and large else contextlib.nullcontext():
+                t1 = time.perf_counter()
+                scores = self.infer(data["image"])
+                t2 = time.perf_counter()
+                result.outputs = self._write(path, data["image"], scores, Path(output_dir))
+                t3 = time.perf_counter()
             result.seconds = {"load": t1 - t0, "infer": t2 - t1, "write": t3 - t2}
         except InputError as e:
             result.error = str(e)
@@ -371,17 +384,8 @@ class Predictor:
 
         inputs = image.as_tensor() if isinstance(image, MetaTensor) else image
         inputs = inputs.unsqueeze(0).to(dtype=stitch_dtype)  # MONAI's buffers take the input's dtype
-        # Inside a whole-run block (unet-med predict) freed buffers outlive each case, the reading and resampling
-        # ones included. For a large case, hand them back before the windows and again before the full-size
-        # inversion, so that its peak stays that of one phase.
-        original = getattr(image, "meta", {}).get("spatial_shape", ())
-        large = max(inputs[0, 0].numel(), math.prod(int(s) for s in original)) > self.invert_voxel_limit
-        if self.tune_malloc and large:
-            release_freed_memory()
         with glibc_malloc_kept() if self.tune_malloc else contextlib.nullcontext(), torch.no_grad():
             scores = inferer(inputs, forward)  # no_grad, not inference_mode: the buffers stay normal tensors
-        if self.tune_malloc and large:
-            release_freed_memory()
         if not isinstance(scores, torch.Tensor):
             raise RuntimeError(f"the network returned {type(scores).__name__}, expected one tensor")
         return scores[0].cpu()

@@ -6,7 +6,7 @@
   float32 otherwise.
 - :func:`glibc_malloc_kept`: stops glibc from returning every large activation buffer to the kernel (and
   page-faulting it back on the next window) during the sliding window, which makes a CPU forward pass faster;
-  :func:`release_freed_memory` hands such buffers back.
+  :func:`glibc_malloc_default` pauses that inside a block.
 - :func:`uses_instance_norm`: channels-last pays for convolutions but not around instance norm, which converts the
   layout twice per layer.
 """
@@ -29,8 +29,9 @@ __all__ = [
     "cpu_flags",
     "cpu_supports_bf16",
     "default_num_threads",
+    "glibc_malloc_default",
     "glibc_malloc_kept",
-    "release_freed_memory",
+    "glibc_malloc_mapped",
     "uses_instance_norm",
 ]
 
@@ -143,13 +144,46 @@ def glibc_malloc_kept(release: bool = True) -> Iterator[bool]:
                 libc.malloc_trim(0)
 
 
-def release_freed_memory() -> bool:
-    """Hands memory that glibc holds in freed buffers back to the system (``malloc_trim``); False elsewhere."""
+@contextlib.contextmanager
+def glibc_malloc_mapped() -> Iterator[None]:
+    """Inside a :func:`glibc_malloc_kept` block: large allocations are mapped (and unmapped when freed) again,
+    while the buffers already kept stay kept. For reading a case, whose size is not known before it is read.
+    Elsewhere a no-op.
+    """
     libc = _libc()
-    if libc is None:
-        return False
+    if libc is None or _kept_depth == 0:
+        yield
+        return
+    libc.mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
+    try:
+        yield
+    finally:
+        libc.mallopt(_M_MMAP_MAX, 0)
+
+
+@contextlib.contextmanager
+def glibc_malloc_default() -> Iterator[None]:
+    """Inside a :func:`glibc_malloc_kept` block: glibc's defaults for this block, the kept buffers handed back
+    first, and the kept mode again after it. Elsewhere a no-op.
+
+    A ``glibc_malloc_kept`` block opened inside this one acts as an outermost block (and gives its buffers back
+    when it ends).
+    """
+    global _kept_depth
+    libc = _libc()
+    if libc is None or _kept_depth == 0:
+        yield
+        return
+    depth, _kept_depth = _kept_depth, 0
+    libc.mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
+    libc.mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD)
     libc.malloc_trim(0)
-    return True
+    try:
+        yield
+    finally:
+        _kept_depth = depth
+        libc.mallopt(_M_MMAP_MAX, 0)
+        libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
 
 
 def uses_instance_norm(network: torch.nn.Module) -> bool:
