@@ -82,7 +82,9 @@ def test_training_writes_checkpoints_logs_and_split(trained):
     trainer = wf.parser.get_parsed_content("train#trainer")
     assert trainer.state.epoch == 2
     evaluator = wf.parser.get_parsed_content("validate#evaluator")
-    assert 0.0 < evaluator.state.best_metric <= 1.0 and evaluator.state.best_metric_epoch in (1, 2)
+    # validation ran and kept a Dice (ignite starts at -1); two epochs of a 4-32 net may still predict no
+    # foreground at all, so 0.0 is a valid value here
+    assert 0.0 <= evaluator.state.best_metric <= 1.0 and evaluator.state.best_metric_epoch in (1, 2)
     weights = torch.load(tmp / "models" / "model.pt", weights_only=True)
     assert "encoder.0.0.conv.weight" in weights and "head.weight" in weights
     last = torch.load(tmp / "models" / "last.pt", weights_only=True)
