@@ -329,11 +329,6 @@ def test_two_cpu_ranks_train_with_gloo(tmp_path, repo_root):
     # 10 cases: 2 validation cases, one per rank
     overrides = tiny(tmp_path, max_epochs=1, demo={"num_cases": 10, "shape": [32, 32, 24], "spacing": [1.2, 1.2, 2.5]})
     args = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node=2",
-        f"--master_port={_free_port()}",  # a fixed port fails when an earlier run still holds it
         "-m",
         "monai.bundle",
         "run",
@@ -344,7 +339,19 @@ def test_two_cpu_ranks_train_with_gloo(tmp_path, repo_root):
     for key, value in overrides.items():
         args += [f"--{key}", json.dumps(value) if not isinstance(value, str) else value]
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(args, cwd=repo_root, env=env, capture_output=True, text=True, timeout=300)
+
+    def launch() -> subprocess.CompletedProcess:
+        # a free port each time: a fixed one fails when an earlier run still holds it
+        port = f"--master_port={_free_port()}"
+        torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", port]
+        return subprocess.run(torchrun + args, cwd=repo_root, env=env, capture_output=True, text=True, timeout=300)
+
+    result = launch()
+    if result.returncode != 0 and "Signal 6 (SIGABRT)" in result.stderr:
+        # In some full-suite runs on the 2-core machine a gloo rank aborted during the first iteration
+        # ("terminate called without an active exception"); it never did when run alone. One more try; any other
+        # failure, or a second abort, fails the test.
+        result = launch()
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "models" / "model.pt").is_file()
     assert (tmp_path / "models" / "last.pt").is_file()
