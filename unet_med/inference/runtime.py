@@ -6,7 +6,8 @@
   float32 otherwise.
 - :func:`glibc_malloc_kept`: stops glibc from returning every large activation buffer to the kernel (and
   page-faulting it back on the next window) during the sliding window, which makes a CPU forward pass faster;
-  :func:`glibc_malloc_default` pauses that inside a block.
+  :func:`glibc_malloc_mapped` and :func:`glibc_malloc_default` relax it inside such a block (for reading a case,
+  and for a large case).
 - :func:`uses_instance_norm`: channels-last pays for convolutions but not around instance norm, which converts the
   layout twice per layer.
 """
@@ -105,7 +106,17 @@ _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
 _DEFAULT_TRIM_THRESHOLD, _DEFAULT_MMAP_MAX = 128 * 1024, 65536
 
 
-_kept_depth = 0  # how many glibc_malloc_kept blocks are open
+_kept_depth = 0  # how many glibc_malloc_kept blocks are open (malloc settings are process-wide)
+
+
+def _keep(libc: ctypes.CDLL) -> None:
+    libc.mallopt(_M_MMAP_MAX, 0)  # large buffers from the heap, not from mmap
+    libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)  # and the heap never shrinks on free()
+
+
+def _defaults(libc: ctypes.CDLL) -> None:
+    libc.mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
+    libc.mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD)
 
 
 @contextlib.contextmanager
@@ -130,16 +141,14 @@ def glibc_malloc_kept(release: bool = True) -> Iterator[bool]:
         yield False
         return
     if _kept_depth == 0:
-        libc.mallopt(_M_MMAP_MAX, 0)
-        libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
+        _keep(libc)
     _kept_depth += 1
     try:
         yield True
     finally:
         _kept_depth -= 1
         if _kept_depth == 0:
-            libc.mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
-            libc.mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD)
+            _defaults(libc)
             if release:
                 libc.malloc_trim(0)
 
@@ -175,15 +184,13 @@ def glibc_malloc_default() -> Iterator[None]:
         yield
         return
     depth, _kept_depth = _kept_depth, 0
-    libc.mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
-    libc.mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD)
+    _defaults(libc)
     libc.malloc_trim(0)
     try:
         yield
     finally:
         _kept_depth = depth
-        libc.mallopt(_M_MMAP_MAX, 0)
-        libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
+        _keep(libc)
 
 
 def uses_instance_norm(network: torch.nn.Module) -> bool:
