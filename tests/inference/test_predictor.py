@@ -93,7 +93,9 @@ def test_glibc_malloc_kept_runs_a_block():
     assert isinstance(applied, bool)
 
 
-def test_glibc_malloc_kept_nested_blocks_leave_it_to_the_outermost(monkeypatch):
+@pytest.fixture
+def libc_calls(monkeypatch):
+    """The calls that would reach glibc's mallopt and malloc_trim, recorded instead."""
     calls = []
 
     class FakeLibc:
@@ -104,6 +106,11 @@ def test_glibc_malloc_kept_nested_blocks_leave_it_to_the_outermost(monkeypatch):
             calls.append(("trim", pad))
 
     monkeypatch.setattr(runtime, "_libc", lambda: FakeLibc())
+    return calls
+
+
+def test_glibc_malloc_kept_nested_blocks_leave_it_to_the_outermost(libc_calls):
+    calls = libc_calls
     with glibc_malloc_kept(release=False) as outer:
         set_up = list(calls)
         with glibc_malloc_kept() as inner:  # a per-case block inside a whole-run one: no change, no trim
@@ -166,17 +173,8 @@ def test_mirrored_wraps_only_when_asked():
     torch.testing.assert_close(wrapped(torch.rand(1, 1, 4, 4)).sum(1), torch.ones(1, 4, 4))
 
 
-def test_glibc_malloc_default_and_mapped_pause_a_kept_block(monkeypatch):
-    calls = []
-
-    class FakeLibc:
-        def mallopt(self, param, value):
-            calls.append(("mallopt", param, value))
-
-        def malloc_trim(self, pad):
-            calls.append(("trim", pad))
-
-    monkeypatch.setattr(runtime, "_libc", lambda: FakeLibc())
+def test_glibc_malloc_default_and_mapped_pause_a_kept_block(libc_calls):
+    calls = libc_calls
     with runtime.glibc_malloc_default(), runtime.glibc_malloc_mapped():
         pass
     assert calls == []  # outside a kept block both are no-ops
