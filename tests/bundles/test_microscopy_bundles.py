@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tifffile
 import torch
-from monai.bundle import ConfigWorkflow, verify_metadata, verify_net_in_out
+from monai.bundle import ConfigWorkflow
 from PIL import Image
 
 from unet_med.inference import Predictor, load_bundle
@@ -94,16 +94,8 @@ def _workflow(configs: Path, overlay: str | None, kind: str, run_id: str, overri
 
 
 @pytest.mark.parametrize("name", BUNDLES)
-def test_metadata_and_network_verify_offline(name, shared_dir):
-    configs = REPO / "bundles" / name / "configs"
-    schema = shared_dir / "schemas" / "meta_schema_20240725.json"
-    if not schema.is_file():
-        pytest.skip(f"schema not found: {schema}")
-    verify_metadata(meta_file=str(configs / "metadata.json"), filepath=str(schema))
-    verify_net_in_out(
-        net_id="network_def", meta_file=str(configs / "metadata.json"), config_file=str(configs / "train.json")
-    )
-    meta = json.loads((configs / "metadata.json").read_text())
+def test_metadata_and_network_verify_offline(name, verify_offline):
+    meta = verify_offline(name)
     assert len(meta["network_data_format"]["inputs"]["image"]["spatial_shape"]) == 2
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-from monai.bundle import ConfigWorkflow, verify_metadata, verify_net_in_out
+from monai.bundle import ConfigWorkflow
 
 from unet_med.data.synthetic import synthetic_volume
 
@@ -57,15 +57,8 @@ def _overrides(tmp: Path, bundle: Path, patch: list[int]) -> dict:
 
 
 @pytest.mark.parametrize("name", sorted(TASKS))
-def test_metadata_and_network_verify_offline(name, shared_dir):
-    configs = REPO / "bundles" / name / "configs"
-    schema = shared_dir / "schemas" / "meta_schema_20240725.json"
-    if not schema.is_file():
-        pytest.skip(f"schema not found: {schema}")
-    verify_metadata(meta_file=str(configs / "metadata.json"), filepath=str(schema))
-    verify_net_in_out(
-        net_id="network_def", meta_file=str(configs / "metadata.json"), config_file=str(configs / "train.json")
-    )
+def test_metadata_and_network_verify_offline(name, verify_offline):
+    verify_offline(name)
 
 
 @pytest.mark.parametrize("name", sorted(TASKS))
