@@ -31,9 +31,21 @@ def test_relative_config_file_resolves_against_cwd(monkeypatch):
     assert locate_bundle_root(argv=["m", "run", "--config_file", "bundles/unet/configs/train.json"]) == str(BUNDLE)
 
 
-def test_fallbacks(monkeypatch, tmp_path):
-    monkeypatch.chdir(BUNDLE)
-    assert locate_bundle_root(argv=["pytest"]) == str(BUNDLE)  # cwd holds configs/metadata.json
+def test_no_fallback_to_the_working_directory(monkeypatch, tmp_path):
+    for cwd in (BUNDLE, tmp_path):  # not even a bundle folder: only the config file being run decides
+        monkeypatch.chdir(cwd)
+        with pytest.raises(ValueError, match="bundle_root"):
+            locate_bundle_root(argv=["pytest"])
+
+
+def test_from_the_config_workflow_being_run(monkeypatch, tmp_path):
+    """MONAI FL's MonaiAlgo and create_workflow build a ConfigWorkflow; its config folder decides, not argv."""
+    from monai.bundle import ConfigWorkflow
+
     monkeypatch.chdir(tmp_path)
-    assert locate_bundle_root(default=BUNDLE, argv=["pytest"]) == str(BUNDLE)
-    assert locate_bundle_root(argv=["pytest"]) == str(tmp_path)
+    workflow = ConfigWorkflow(
+        config_file=str(BUNDLE / "configs" / "inference.json"), workflow_type="infer", logging_file=False
+    )
+    workflow.initialize()
+    assert workflow.bundle_root == str(BUNDLE)
+    assert list(tmp_path.iterdir()) == []

@@ -79,8 +79,11 @@ def _overrides(tmp: Path, bundle: Path) -> dict:
 
 
 def _workflow(configs: Path, overlay: str | None, kind: str, run_id: str, overrides: dict) -> ConfigWorkflow:
-    """An initialised MONAI workflow of ``train.json`` (plus an overlay) with the test's overrides."""
+    """An initialised MONAI workflow of ``train.json`` (plus an overlay), or of the standalone ``inference.json``,
+    with the test's overrides."""
     files = [str(configs / "train.json")] + ([str(configs / overlay)] if overlay else [])
+    if overlay == "inference.json":
+        files = [str(configs / overlay)]
     workflow = ConfigWorkflow(
         config_file=files,
         meta_file=str(configs / "metadata.json"),

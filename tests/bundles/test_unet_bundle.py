@@ -169,7 +169,7 @@ def test_inference_mask_overlays_input_voxel_for_voxel(trained, tmp_path, obliqu
     assert nib.aff2axcodes(source.affine) == ("L", "P", "S")
     out = tmp_path / "masks"
     wf = workflow(
-        [TRAIN, str(CONFIGS / "inference.json")],
+        [str(CONFIGS / "inference.json")],
         "infer",
         {**overrides, "input": str(tmp_path / "scan.nii.gz"), "output_dir": str(out)},
         run_id="inferring",
@@ -187,7 +187,7 @@ def test_inference_mask_overlays_input_voxel_for_voxel(trained, tmp_path, obliqu
 def test_inference_on_missing_input_names_it(trained, tmp_path):
     _, overrides, _ = trained
     wf = workflow(
-        [TRAIN, str(CONFIGS / "inference.json")],
+        [str(CONFIGS / "inference.json")],
         "infer",
         {**overrides, "input": str(tmp_path / "nope"), "output_dir": str(tmp_path)},
         run_id="inferring",

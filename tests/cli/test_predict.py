@@ -53,7 +53,7 @@ def test_every_bundle_predicts_a_nifti_in_its_geometry(tmp_path, bundle):
             assert predict("--bundle", str(bundle), "--input", str(tmp_path / name), "--output", str(tmp_path)) == 0
         mask = np.asarray(Image.open(tmp_path / "cells_seg.png"))
         assert mask.shape == (44, 40)
-        if "instance_postprocessing" not in json.loads((bundle / "configs" / "train.json").read_text()):
+        if "instances_min_size" not in (bundle / "configs" / "inference.json").read_text():
             assert set(np.unique(mask).tolist()) <= set(range(classes))
         np.testing.assert_array_equal(tifffile.imread(tmp_path / "stack_seg.tif"), np.stack([mask] * 3))
         return
@@ -161,13 +161,13 @@ def tiny_2d_bundle(root: Path, in_channels: int = 1) -> Path:
         },
         "preprocessing": {
             "_target_": "unet_med.transforms.preprocessing",
-            "keys": ["image", "label"],
+            "keys": ["image"],
             "modality": "none",
             "pixdim": None,
             "orientation": None,
         },
     }
-    (root / "configs" / "train.json").write_text(json.dumps(config))
+    (root / "configs" / "inference.json").write_text(json.dumps(config))
     fmt = {"num_channels": in_channels, "spatial_shape": ["8*n", "8*n"]}
     meta = {
         "name": "tiny 2D",

@@ -1,14 +1,15 @@
 """Where a bundle lives, whatever the working directory.
 
-MONAI resolves a bundle's ``"bundle_root": "."`` against the working directory, so a bundle run from the repo
-root (``--config_file bundles/unet/configs/train.json``) would read and write in the wrong place. The configs here
-ask :func:`locate_bundle_root` instead, which finds the bundle from the config file that was actually given.
+MONAI resolves a bundle's ``"bundle_root": "."`` against the working directory, so a bundle run from elsewhere
+(``--config_file bundles/unet/configs/train.json`` from the repo root, or MONAI FL's ``MonaiAlgo`` started in a
+client's work folder) would read and write in the wrong place. The configs here ask :func:`locate_bundle_root`
+instead, which finds the bundle from the config file actually being run, and never falls back to the working
+directory: when it cannot tell, it says so, and ``--bundle_root`` settles it.
 """
 
 from __future__ import annotations
 
 import ast
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,20 +35,41 @@ def _config_files_from_argv(argv: Sequence[str]) -> list[str]:
     return []
 
 
-def locate_bundle_root(default: str | os.PathLike | None = None, argv: Sequence[str] | None = None) -> str:
+def _workflow_config_root() -> Path | None:
+    """The config folder of the MONAI ``ConfigWorkflow`` whose parsing is running (found on the call stack)."""
+    try:
+        from monai.bundle import ConfigWorkflow
+    except ImportError:  # pragma: no cover - MONAI is a dependency
+        return None
+    frame = sys._getframe(1)
+    while frame is not None:
+        owner = frame.f_locals.get("self")
+        if isinstance(owner, ConfigWorkflow) and getattr(owner, "config_root_path", None) is not None:
+            return Path(owner.config_root_path).resolve()
+        frame = frame.f_back
+    return None
+
+
+def locate_bundle_root(argv: Sequence[str] | None = None) -> str:
     """Returns the absolute bundle folder.
 
-    In order: the folder holding the ``configs/`` folder of the first ``--config_file`` on the command line; the
-    working directory if it holds ``configs/metadata.json``; ``default``; the working directory.
+    In order: the folder holding the config folder of the MONAI ``ConfigWorkflow`` being initialised or run
+    (``python -m monai.bundle run``, MONAI FL's ``MonaiAlgo``, ``create_workflow``); the folder holding the
+    ``configs/`` folder of the first ``--config_file`` on the command line (other ``monai.bundle`` commands).
 
     Args:
-        default: fallback when neither the command line nor the working directory tells.
         argv: command line to inspect (default ``sys.argv``).
+
+    Raises:
+        ValueError: neither tells where the bundle is; pass ``bundle_root`` explicitly.
     """
-    for config in _config_files_from_argv(sys.argv if argv is None else argv):
-        folder = Path(config).resolve().parent
-        return str(folder.parent if folder.name == "configs" else folder)
-    cwd = Path.cwd()
-    if (cwd / "configs" / "metadata.json").is_file():
-        return str(cwd)
-    return str(Path(default).resolve()) if default is not None else str(cwd)
+    folder = _workflow_config_root()
+    if folder is None:
+        configs = _config_files_from_argv(sys.argv if argv is None else argv)
+        folder = Path(configs[0]).resolve().parent if configs else None
+    if folder is None:
+        raise ValueError(
+            "cannot tell which bundle this config belongs to: run it with --config_file BUNDLE/configs/X.json "
+            "or set bundle_root explicitly (--bundle_root BUNDLE, or parser['bundle_root'] = BUNDLE)"
+        )
+    return str(folder.parent if folder.name == "configs" else folder)

@@ -12,7 +12,7 @@ from unet_med.data.datalist import (
     split_datalist,
     write_datalist,
 )
-from unet_med.data.prepare import find_images, prepare_datalist
+from unet_med.data.prepare import find_images, inference_datalist, prepare_datalist, require_cases
 from unet_med.data.readers import ImageInfo, ImageReadError, read_array, read_header
 from unet_med.data.sitk_reader import SITKReader
 from unet_med.data.synthetic import make_demo_dataset_2d, make_demo_dataset_3d, synthetic_image_2d, synthetic_volume
@@ -25,6 +25,7 @@ __all__ = [
     "channel_names_from_dataset_json",
     "check_dataset",
     "find_images",
+    "inference_datalist",
     "labels_from_dataset_json",
     "load_datalist",
     "make_demo_dataset_2d",
@@ -33,6 +34,7 @@ __all__ = [
     "read_array",
     "read_datalist",
     "read_header",
+    "require_cases",
     "split_datalist",
     "synthetic_image_2d",
     "synthetic_volume",

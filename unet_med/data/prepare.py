@@ -22,7 +22,7 @@ from unet_med.data.readers import image_suffix
 from unet_med.data.synthetic import make_demo_dataset_3d
 from unet_med.utils import is_distributed, is_rank_zero
 
-__all__ = ["find_images", "prepare_datalist"]
+__all__ = ["find_images", "inference_datalist", "prepare_datalist", "require_cases"]
 
 logger = logging.getLogger(__name__)
 
@@ -144,3 +144,38 @@ def find_images(path: str | os.PathLike, image_key: str = "image", num_channels:
     if bad:
         raise DatasetError(f"{path}: expected channel files _0000.._{num_channels - 1:04d} per case: {'; '.join(bad)}")
     return items
+
+
+def inference_datalist(
+    input: str | os.PathLike | None = None,
+    dataset_dir: str | os.PathLike | None = None,
+    num_channels: int = 1,
+    image_key: str = "image",
+) -> list[dict[str, Any]]:
+    """The cases a bundle's ``inference.json`` runs on: ``input`` (a file or folder), else ``dataset_dir``.
+
+    ``dataset_dir`` is read as in MONAI model-zoo bundles: an MSD folder's ``imagesTs/`` when it has one (else
+    ``imagesTr/``, ``images/`` or ``image/``), else the folder's own images. See :func:`find_images` for channel
+    files and ordering. With neither given the list is empty (so tools can build the workflow without data);
+    :func:`require_cases` stops a run on it.
+
+    Raises:
+        DatasetError: the path given does not exist or holds no image.
+    """
+    if input not in (None, ""):
+        return find_images(str(input), image_key=image_key, num_channels=num_channels)
+    if dataset_dir in (None, ""):
+        return []
+    folder = Path(str(dataset_dir))
+    for sub in ("imagesTs", "imagesTr", "images", "image"):
+        if (folder / sub).is_dir():
+            folder = folder / sub
+            break
+    return find_images(folder, image_key=image_key, num_channels=num_channels)
+
+
+def require_cases(datalist: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Returns ``datalist`` when it holds cases, else raises the error a run without input deserves."""
+    if not datalist:
+        raise DatasetError("nothing to run on: pass --input FILE_OR_FOLDER (or --dataset_dir FOLDER)")
+    return datalist

@@ -1,9 +1,10 @@
 """Everything inference needs from a bundle folder, read with MONAI's ``ConfigParser``.
 
-Only the folder is needed: ``configs/`` (the base config ``train.json``, plus the
-``inference.json`` overlay when present), ``configs/metadata.json`` and ``models/model.pt``. The network comes from
-the bundle's own ``network_def`` and the preprocessing from its own ``infer#preprocessing`` (or the base
-``preprocessing`` restricted to the image), so predictions match what the bundle's ``inferring`` workflow does.
+Only the folder is needed: ``configs/inference.json`` (standalone, as MONAI's tools run it),
+``configs/metadata.json`` and ``models/model.pt``. The network comes from the bundle's ``network_def``, the
+preprocessing from its ``preprocessing``, and the post-processing settings (largest component, instance maps) from
+the :class:`~unet_med.inference.postprocess.ScoresToLabelsd` step of its ``postprocessing``, so predictions match
+what ``python -m monai.bundle run --config_file configs/inference.json`` writes.
 
 Example::
 
@@ -29,8 +30,8 @@ from unet_med.engines.checkpoint import load_network
 
 __all__ = ["BundleError", "BundleModel", "load_bundle"]
 
-_BASE_CONFIG = "train.json"
-_INFERENCE_CONFIGS = ("inference.json",)
+_INFERENCE_CONFIG = "inference.json"
+_LABELS_STEP = "unet_med.inference.ScoresToLabelsd"
 
 
 class BundleError(ValueError):
@@ -72,11 +73,11 @@ class BundleModel:
     instances: dict[str, Any] | None = None
 
 
-def _config_files(configs: Path) -> list[Path]:
-    base = configs / _BASE_CONFIG
-    if not base.is_file():
-        raise BundleError(f"{base}: missing; a bundle needs its base config")
-    return [base] + [configs / n for n in _INFERENCE_CONFIGS if (configs / n).is_file()]
+def _config_file(configs: Path) -> Path:
+    path = configs / _INFERENCE_CONFIG
+    if not path.is_file():
+        raise BundleError(f"{path}: missing; a bundle needs its standalone inference config")
+    return path
 
 
 def _metadata(configs: Path) -> dict[str, Any]:
@@ -116,7 +117,7 @@ def load_bundle(
         raise BundleError(f"{root}: not a bundle folder (no configs/)")
     meta = _metadata(configs)
     parser = ConfigParser()
-    parser.read_config([str(p) for p in _config_files(configs)])
+    parser.read_config(str(_config_file(configs)))
     parser.read_meta(str(configs / "metadata.json"))
     parser["bundle_root"] = str(root)
     parser["ckpt_dir"] = str(root / "models")
@@ -138,13 +139,9 @@ def load_bundle(
         raise BundleError(f"{root}: configs define no patch_size (the sliding-window size)")
     patch_size = tuple(int(p) for p in parser.get_parsed_content("patch_size"))
 
-    if "infer#preprocessing" in parser:
-        preprocessing = parser.get_parsed_content("infer#preprocessing")
-    elif "preprocessing" in parser:
-        parser["preprocessing#keys"] = ["image"]
-        preprocessing = parser.get_parsed_content("preprocessing")
-    else:
-        raise BundleError(f"{root}: configs define neither infer#preprocessing nor preprocessing")
+    if "preprocessing" not in parser:
+        raise BundleError(f"{root}: inference.json defines no preprocessing")
+    preprocessing = parser.get_parsed_content("preprocessing")
 
     if "network_def" not in parser:
         raise BundleError(f"{root}: configs define no network_def")
@@ -157,6 +154,7 @@ def load_bundle(
     except ValueError as e:
         raise BundleError(str(e)) from e
 
+    labels = _labels_step(parser)
     channel_def = pred_fmt.get("channel_def", {})
     class_names = [str(channel_def.get(str(i), i)) for i in range(num_classes)]
     return BundleModel(
@@ -169,21 +167,28 @@ def load_bundle(
         patch_size=_broadcast(patch_size, spatial_dims),
         class_names=class_names,
         name=str(meta.get("name", root.name)),
-        keep_largest=tuple(int(v) for v in _get(parser, "keep_largest_component", ())),
-        instances=_instances(parser, root, num_classes),
+        keep_largest=tuple(int(v) for v in labels.get("keep_largest", ())),
+        instances=_instances(labels, root, num_classes),
     )
 
 
-def _instances(parser: ConfigParser, root: Path, num_classes: int) -> dict[str, Any] | None:
-    settings = _get(parser, "instance_postprocessing")
-    if settings is None:
+def _labels_step(parser: ConfigParser) -> dict[str, Any]:
+    """The settings of the ``ScoresToLabelsd`` step of ``postprocessing`` (empty when there is none)."""
+    steps = parser.get("postprocessing#transforms", []) if "postprocessing" in parser else []
+    for step in steps if isinstance(steps, list) else []:
+        if isinstance(step, dict) and step.get("_target_") == _LABELS_STEP:
+            return {k: parser.get_parsed_content(f"postprocessing#transforms#{steps.index(step)}#{k}")
+                    for k in ("keep_largest", "instances_min_size") if k in step}  # fmt: skip
+    return {}
+
+
+def _instances(labels: dict[str, Any], root: Path, num_classes: int) -> dict[str, Any] | None:
+    min_size = labels.get("instances_min_size")
+    if min_size is None:
         return None
-    if not isinstance(settings, dict) or num_classes != 3:
-        raise BundleError(
-            f"{root}: instance_postprocessing needs a dict of settings and 3 classes (background, interior, "
-            f"boundary); got {settings!r} with {num_classes} classes"
-        )
-    return dict(settings)
+    if num_classes != 3:
+        raise BundleError(f"{root}: instance maps need 3 classes (background, interior, boundary), not {num_classes}")
+    return {"min_size": int(min_size)}
 
 
 def _broadcast(size: Sequence[int], dims: int) -> tuple[int, ...]:

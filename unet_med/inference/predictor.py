@@ -35,30 +35,21 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from monai.data import MetaTensor
-from monai.inferers import SlidingWindowInferer
-from monai.transforms import Compose, Invertd, KeepLargestConnectedComponent, LoadImaged, Spacingd, apply_transform
+from monai.transforms import Compose, LoadImaged, Spacingd, apply_transform
 
 from unet_med.data.sitk_reader import SITKReader
 from unet_med.inference.bundle_model import BundleModel
-from unet_med.inference.fastpath import accelerate
+from unet_med.inference.inferer import ScanInferer
 from unet_med.inference.output import output_path, write_image
-from unet_med.inference.resample import resample_to_grid
-from unet_med.inference.runtime import (
-    choose_precision,
-    glibc_malloc_default,
-    glibc_malloc_kept,
-    glibc_malloc_mapped,
-    uses_instance_norm,
-)
-from unet_med.inference.tta import MirrorTTA
-from unet_med.transforms.microscopy import classes_to_instances
+from unet_med.inference.postprocess import argmax_uint8, invert_to_input, label_dtype, scores_to_labels
+from unet_med.inference.runtime import choose_precision, glibc_malloc_default, glibc_malloc_mapped
 
 __all__ = ["CaseResult", "InputError", "Predictor", "argmax_uint8"]
 
@@ -90,29 +81,6 @@ class CaseResult:
     @property
     def ok(self) -> bool:
         return self.error is None
-
-
-def argmax_uint8(scores: torch.Tensor, slab: int = 16) -> torch.Tensor:
-    """Argmax over the channel axis of ``(C, X, ...)`` scores, in slabs along ``X``, as a uint8 ``(X, ...)`` map.
-
-    Same result as ``scores.argmax(0)`` (first maximum on ties, NaN counts as the maximum), computed as a running
-    maximum over the channels: element-wise passes over contiguous maps, ~15x faster on this CPU than ``argmax``'s
-    reduction across the channel stride, and a uint8 result instead of int64. Slabs keep the temporaries small.
-    """
-    if scores.shape[0] > 256:
-        raise ValueError(f"{scores.shape[0]} classes do not fit a uint8 mask")
-    out = torch.zeros(scores.shape[1:], dtype=torch.uint8, device=scores.device)
-    for start in range(0, scores.shape[1], slab):
-        part, labels = scores[:, start : start + slab], out[start : start + slab]
-        best = part[0].clone()
-        for c in range(1, part.shape[0]):
-            better = part[c] > best
-            nan = part[c].isnan()
-            if nan.any():
-                better |= nan & ~best.isnan()
-            labels.masked_fill_(better, c)
-            torch.maximum(best, part[c], out=best)
-    return out
 
 
 def _softmax_inplace(scores: torch.Tensor, slab: int = 16) -> torch.Tensor:
@@ -175,38 +143,31 @@ class Predictor:
         progress: bool = False,
         fast_layers: bool = True,
     ) -> None:
-        if not 0.0 <= overlap < 1.0:
-            raise ValueError(f"overlap must be in [0, 1), got {overlap}")
-        if sw_batch_size < 1:
-            raise ValueError(f"sw_batch_size must be >= 1, got {sw_batch_size}")
         self.model = model
         self.device = torch.device(device)
         self.dtype = choose_precision(precision, self.device)
         self.roi_size = tuple(int(r) for r in (roi_size or model.patch_size))
         if len(self.roi_size) != model.spatial_dims:
             raise ValueError(f"roi_size {self.roi_size} must have {model.spatial_dims} entries")
-        self.overlap = overlap
-        self.sw_batch_size = sw_batch_size
         self.save_probabilities = save_probabilities
-        self.stitch_budget_bytes = stitch_budget_bytes
-        self.progress = progress
         self.tune_malloc = tune_malloc and self.device.type == "cpu"
         self.invert_voxel_limit = invert_voxel_limit
-
-        network = model.network.to(self.device).eval()
-        if fast_layers and self.device.type == "cpu":
-            network = accelerate(network)
-        self.memory_format = torch.contiguous_format
-        if channels_last == "auto":
-            channels_last = not uses_instance_norm(network)
-        if channels_last:
-            self.memory_format = torch.channels_last_3d if model.spatial_dims == 3 else torch.channels_last
-            network = network.to(memory_format=self.memory_format)  # type: ignore[call-overload]
         self.mirror = mirror
-        net: torch.nn.Module = (
-            MirrorTTA(network, axes=mirror_axes, spatial_dims=model.spatial_dims) if mirror else network
+        self.inferer = ScanInferer(
+            roi_size=self.roi_size,
+            overlap=overlap,
+            sw_batch_size=sw_batch_size,
+            precision=precision,
+            mirror=mirror,
+            mirror_axes=mirror_axes,
+            fast_layers=fast_layers,
+            channels_last=channels_last,
+            compile=compile,
+            stitch_budget_bytes=stitch_budget_bytes,
+            tune_malloc=tune_malloc,
+            progress=progress,
         )
-        self.network: Callable[[torch.Tensor], torch.Tensor] = torch.compile(net) if compile else net
+        self.network = model.network.to(self.device).eval()
 
         self.loader, self.rest_start = self._find_loader(model.preprocessing)
         for transform in model.preprocessing.transforms:
@@ -335,95 +296,32 @@ class Predictor:
             seconds["infer"] += t2 - t1
             seconds["write"] += time.perf_counter() - t2
         t3 = time.perf_counter()
-        stacked = _label_dtype(np.stack(masks, axis=-1))
+        stacked = label_dtype(np.stack(masks, axis=-1))
         out = write_image(stacked, affine, output_path(path, output_dir), spatial_dims=3)
         seconds["write"] += time.perf_counter() - t3
         return [out], seconds
 
     # -- the sliding window ---------------------------------------------------------------------------------
 
-    def _stitch_devices(self, image: torch.Tensor) -> tuple[torch.device, torch.dtype]:
-        voxels = math.prod(int(s) for s in image.shape[1:])
-        classes = self.model.num_classes
-        need32 = (classes + 1) * voxels * 4
-        dtype = torch.float32 if classes * voxels * 4 <= self.stitch_budget_bytes else torch.float16
-        if self.device.type != "cuda":
-            return torch.device("cpu"), dtype
-        free, _ = torch.cuda.mem_get_info(self.device)
-        if need32 + image.numel() * 4 < 0.5 * free:  # buffers, input copy, and room for the windows
-            return self.device, torch.float32
-        logger.info("stitching on the CPU: %.1f GB of buffers would not fit the GPU", need32 / 1e9)
-        return torch.device("cpu"), dtype
-
     def infer(self, image: torch.Tensor) -> torch.Tensor:
-        """Sliding-window scores for one preprocessed image ``(C_in, *spatial)``.
+        """Sliding-window scores for one preprocessed image ``(C_in, *spatial)`` (:class:`ScanInferer`).
 
         Returns:
             ``(num_classes, *spatial)`` on the CPU: logits, or probabilities when mirroring (the mirrored
             softmax is what gets blended).
         """
-        stitch_device, stitch_dtype = self._stitch_devices(image)
-        inferer = SlidingWindowInferer(
-            roi_size=self.roi_size,
-            sw_batch_size=self.sw_batch_size,
-            overlap=self.overlap,
-            mode="gaussian",
-            sw_device=self.device,
-            device=stitch_device,
-            progress=self.progress,
-        )
-        use_amp = self.dtype != torch.float32
-        network, memory_format, device = self.network, self.memory_format, self.device
-
-        def forward(window: torch.Tensor) -> torch.Tensor:
-            window = window.to(device=device, dtype=torch.float32).contiguous(memory_format=memory_format)
-            with torch.inference_mode(), torch.autocast(device_type=device.type, dtype=self.dtype, enabled=use_amp):
-                out = network(window)
-            out = out.to(dtype=stitch_dtype).contiguous()
-            return out.clone() if out.is_inference() else out  # MONAI weights the window in place
-
-        inputs = image.as_tensor() if isinstance(image, MetaTensor) else image
-        inputs = inputs.unsqueeze(0).to(dtype=stitch_dtype)  # MONAI's buffers take the input's dtype
-        with glibc_malloc_kept() if self.tune_malloc else contextlib.nullcontext(), torch.no_grad():
-            scores = inferer(inputs, forward)  # no_grad, not inference_mode: the buffers stay normal tensors
-        if not isinstance(scores, torch.Tensor):
-            raise RuntimeError(f"the network returned {type(scores).__name__}, expected one tensor")
-        return scores[0].cpu()
+        return self.inferer(image.unsqueeze(0), self.network)[0].cpu()
 
     # -- back to the input's geometry -----------------------------------------------------------------------
 
     def _invert(self, pred: torch.Tensor, image: torch.Tensor, nearest: bool) -> tuple[np.ndarray, np.ndarray]:
-        """Undoes the bundle's preprocessing on ``pred`` ``(C, *spatial)``.
-
-        Returns:
-            ``(array, affine)``: the prediction on the input's grid with channels last, and the input's affine.
-        """
-        ref = image if isinstance(image, MetaTensor) else MetaTensor(image)
-        shape = tuple(int(s) for s in ref.meta.get("spatial_shape", ()))
-        if shape and math.prod(shape) > self.invert_voxel_limit and "original_affine" in ref.meta:
-            dst_affine = np.asarray(ref.meta["original_affine"], dtype=np.float64)
-            mode = "nearest" if nearest else "linear"
-            array = resample_to_grid(pred.as_tensor() if isinstance(pred, MetaTensor) else pred, ref.affine,
-                                     dst_affine, shape, mode=mode)  # fmt: skip
-            return np.moveaxis(array.numpy(), 0, -1), dst_affine
-        stub = MetaTensor(torch.zeros(1), meta=ref.meta, applied_operations=ref.applied_operations)
-        invert = Invertd(
-            keys="pred", transform=self.model.preprocessing, orig_keys="image", nearest_interp=nearest, to_tensor=True
-        )
-        out = invert({"pred": MetaTensor(pred.float()), "image": stub})["pred"]
-        array = out.as_tensor() if isinstance(out, MetaTensor) else torch.as_tensor(out)
-        return np.moveaxis(array.numpy(), 0, -1), np.asarray(out.affine, dtype=np.float64)
+        """Undoes the bundle's preprocessing on ``pred`` ``(C, *spatial)`` (:func:`invert_to_input`)."""
+        return invert_to_input(pred, image, self.model.preprocessing, nearest, self.invert_voxel_limit)
 
     def _labels(self, scores: torch.Tensor) -> torch.Tensor:
         """The label map ``(*spatial)`` from scores ``(C, *spatial)``: classes, or instances for instance bundles."""
-        if self.model.instances is not None:
-            probs = scores.float() if self.mirror else torch.softmax(scores.float(), dim=0)
-            return torch.from_numpy(classes_to_instances(probs, **self.model.instances))
-        mask = argmax_uint8(scores)
-        if self.model.keep_largest:
-            keep = KeepLargestConnectedComponent(applied_labels=list(self.model.keep_largest), is_onehot=False)
-            mask = torch.as_tensor(keep(mask[None]))[0].to(torch.uint8)
-        return mask
+        min_size = None if self.model.instances is None else int(self.model.instances.get("min_size", 8))
+        return scores_to_labels(scores, self.model.keep_largest, min_size, probabilities=self.mirror)
 
     def _write(self, path: Path, image: torch.Tensor, scores: torch.Tensor, output_dir: Path) -> list[Path]:
         dims = self.model.spatial_dims
@@ -439,13 +337,5 @@ class Predictor:
             prob_path = output_path(path, output_dir, postfix="prob", probabilities=True)
             outputs.append(write_image(prob.astype(np.float32, copy=False), prob_affine, prob_path, dims))
             del prob
-        outputs.insert(0, write_image(_label_dtype(inverted[..., 0]), affine, output_path(path, output_dir), dims))
+        outputs.insert(0, write_image(label_dtype(inverted[..., 0]), affine, output_path(path, output_dir), dims))
         return outputs
-
-
-def _label_dtype(labels: np.ndarray) -> np.ndarray:
-    """The smallest unsigned type holding the labels (uint8 for classes, uint16 for most instance maps)."""
-    labels = np.rint(labels) if labels.dtype.kind == "f" else labels
-    top = int(labels.max()) if labels.size else 0
-    dtype = np.uint8 if top < 256 else np.uint16 if top < 65536 else np.uint32
-    return labels.astype(dtype)
