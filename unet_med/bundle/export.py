@@ -3,8 +3,9 @@
 Both exports build ``network_def`` from the bundle's base config and load ``models/model.pt`` with
 ``weights_only=True`` (:func:`unet_med.engines.load_network`), so no pickled code runs. The TorchScript file is
 written the way ``monai.bundle ckpt_export`` writes it: the metadata and the config files ride along as extra
-files, so the model file alone describes itself. ONNX uses ``torch.onnx.export(dynamo=True)`` and needs the
-``export`` extra (``pip install 'unet-med[export]'``).
+files under ``<file stem>/extra/``, so the model file alone describes itself and MONAI Deploy's
+``MonaiBundleInferenceOperator`` finds ``metadata.json`` and ``inference.json`` where it looks. ONNX uses
+``torch.onnx.export(dynamo=True)`` and needs the ``export`` extra (``pip install 'unet-med[export]'``).
 
 Run these only on a bundle that passed :func:`unet_med.bundle.scan.scan_bundle`: building ``network_def``
 evaluates the config.
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,7 @@ __all__ = [
     "export_torchscript",
     "onnx_input_shape",
     "require_onnx",
+    "torchscript_extra_files",
 ]
 
 
@@ -113,33 +116,45 @@ def example_input_shape(bundle_dir: str | os.PathLike, n: int = 2) -> tuple[int,
         raise ValueError(f"{bundle_dir}: metadata lacks a usable network_data_format#inputs#image ({e})") from e
 
 
+def torchscript_extra_files(bundle_dir: str | os.PathLike) -> dict[str, bytes]:
+    """The extra files a TorchScript export carries, as ``monai.bundle ckpt_export`` writes them: the metadata as
+    ``metadata.json`` and every JSON config (``inference.json`` among them) as ``<config stem>.json``, re-serialised
+    as compact JSON."""
+    root = Path(bundle_dir)
+    meta = json.loads((root / "configs" / "metadata.json").read_text(encoding="utf-8"))
+    extra = {"metadata.json": json.dumps(meta).encode()}
+    for p in config_files(root):
+        if p.suffix == ".json" and p.name != "metadata.json":
+            extra[f"{p.stem}.json"] = json.dumps(json.loads(p.read_text(encoding="utf-8"))).encode()
+    return extra
+
+
 def export_torchscript(
     bundle_dir: str | os.PathLike, out: str | os.PathLike, weights: str | os.PathLike | None = None
 ) -> Path:
     """Scripts the bundle's network with its weights and writes it to ``out`` with the metadata and configs as
-    extra files (as ``monai.bundle ckpt_export`` does). Returns ``out``."""
-    from monai.data import save_net_with_metadata
+    extra files (as ``monai.bundle ckpt_export`` does). Returns ``out``.
+
+    The archive's root folder is ``out``'s stem, as ``torch.jit.save`` names it when given a path, so the extra
+    files lie at ``<stem>/extra/metadata.json``, ``<stem>/extra/inference.json``, ... where
+    ``ckpt_export``/``save_net_with_metadata`` put them and where MONAI Deploy's ``MonaiBundleInferenceOperator``
+    reads them (``models/model.ts`` holds ``model/extra/...``). Saving to a stream would name the root
+    ``archive/`` instead. The file is written under its final name in a temporary folder beside ``out`` and then
+    renamed over ``out``, so readers never see a half-written file.
+    """
     from monai.networks.utils import convert_to_torchscript
 
     root = Path(bundle_dir)
+    out = Path(out)
     net = build_network(root, weights or root / "models" / "model.pt")
     scripted = convert_to_torchscript(model=net)
-    meta = json.loads((root / "configs" / "metadata.json").read_text(encoding="utf-8"))
-    extra = {
-        f"{p.stem}.json": json.dumps(json.loads(p.read_text(encoding="utf-8"))).encode()
-        for p in config_files(root)
-        if p.suffix == ".json" and p.name != "metadata.json"
-    }
-    with atomic_path(out) as tmp, open(tmp, "wb") as stream:
-        save_net_with_metadata(
-            scripted,
-            stream,
-            include_config_vals=False,
-            append_timestamp=False,
-            meta_values=meta,
-            more_extra_files=extra,
-        )
-    return Path(out)
+    extra = torchscript_extra_files(root)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.", suffix=".part", dir=out.parent) as tmp:
+        staged = Path(tmp) / out.name  # torch.jit.save names the archive root after this file's stem
+        torch.jit.save(scripted, str(staged), _extra_files=extra)
+        os.replace(staged, out)
+    return out
 
 
 def require_onnx() -> None:
