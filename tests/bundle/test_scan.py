@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -129,3 +130,37 @@ def test_unreadable_config_is_a_finding(tmp_path):
     (tmp_path / "configs" / "metadata.json").write_text(json.dumps({"version": "0.1.0"}))
     findings = scan_bundle(tmp_path)
     assert [f.file for f in findings] == ["configs/broken.json"]
+
+
+BILLION_LAUGHS = """\
+a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
+b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
+h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
+i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
+"""
+
+
+@pytest.mark.parametrize("name", ["bomb.yaml", "train.yml", "INFERENCE.YAML"])
+def test_yaml_configs_are_refused_unparsed(tmp_path, monkeypatch, name):
+    """A YAML alias bomb (9**9 strings once expanded) is refused by its file type in well under a second."""
+    import yaml
+
+    def no_parsing(*args, **kwargs):
+        raise AssertionError("a YAML config was parsed")
+
+    for loader in ("load", "safe_load", "full_load", "unsafe_load", "compose"):
+        monkeypatch.setattr(yaml, loader, no_parsing)
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "metadata.json").write_text(json.dumps({"version": "0.1.0"}))
+    (tmp_path / "configs" / name).write_text(BILLION_LAUGHS)
+    start = time.perf_counter()
+    findings = scan_bundle(tmp_path)
+    assert time.perf_counter() - start < 1.0
+    assert [str(f) for f in findings] == [
+        f"configs/{name}: custom/unsupported file type: YAML configs are refused unread"
+    ]

@@ -21,10 +21,24 @@ from typing import IO, Any
 
 from unet_med import __version__
 
-__all__ = ["MANIFEST", "BundleError", "build_manifest", "check_manifest", "read_manifest", "sha256_file"]
+__all__ = [
+    "MANIFEST",
+    "MAX_MANIFEST_BYTES",
+    "SIGNATURE",
+    "BundleError",
+    "build_manifest",
+    "check_manifest",
+    "read_manifest",
+    "sha256_file",
+]
 
 #: File name of the manifest at the bundle root.
 MANIFEST = "manifest.json"
+#: File name of the sender's signature of the manifest, beside it (see :mod:`unet_med.bundle.signing`). It signs
+#: the manifest, so the manifest never lists it.
+SIGNATURE = "signature.json"
+#: A manifest larger than this is refused unread: 4 MiB lists about 20,000 files, far more than any bundle holds.
+MAX_MANIFEST_BYTES = 4 << 20
 #: Folders whose files must all be listed in a manifest when one is present.
 COVERED_FOLDERS = ("configs", "models", "docs")
 
@@ -52,12 +66,12 @@ def sha256_file(file: str | os.PathLike | IO[bytes], chunk_size: int = 1 << 20) 
 
 
 def build_manifest(root: str | os.PathLike, name: str, version: str) -> dict[str, Any]:
-    """The manifest of every file under ``root`` (the manifest itself excluded), sorted by path."""
+    """The manifest of every file under ``root`` (the manifest and its signature excluded), sorted by path."""
     root = Path(root)
     files = {}
     for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink()):
         rel = path.relative_to(root).as_posix()
-        if rel != MANIFEST:
+        if rel not in (MANIFEST, SIGNATURE):
             files[rel] = {"sha256": sha256_file(path), "size": path.stat().st_size}
     return {
         "manifest_version": 1,
@@ -69,10 +83,13 @@ def build_manifest(root: str | os.PathLike, name: str, version: str) -> dict[str
 
 
 def read_manifest(text: str | bytes, source: str = MANIFEST) -> dict[str, Any]:
-    """Parses and checks the shape of a manifest. Raises :class:`BundleError` when it is malformed."""
+    """Parses and checks the shape of a manifest. Raises :class:`BundleError` when it is malformed or larger than
+    :data:`MAX_MANIFEST_BYTES`."""
+    if len(text) > MAX_MANIFEST_BYTES:
+        raise BundleError(f"{source} is larger than {MAX_MANIFEST_BYTES} bytes")
     try:
         manifest = json.loads(text)
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:  # RecursionError: nesting deeper than the parser's stack
         raise BundleError(f"{source} is not valid JSON ({e})") from e
     files = manifest.get("files") if isinstance(manifest, dict) else None
     if not isinstance(files, dict) or not all(
@@ -90,6 +107,8 @@ def check_manifest(root: str | os.PathLike) -> list[str] | None:
     if not (root / MANIFEST).is_file():
         return None
     try:
+        if (root / MANIFEST).stat().st_size > MAX_MANIFEST_BYTES:
+            raise BundleError(f"{MANIFEST} is larger than {MAX_MANIFEST_BYTES} bytes")
         manifest = read_manifest((root / MANIFEST).read_bytes())
     except BundleError as e:
         return [str(e)]

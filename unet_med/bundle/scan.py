@@ -57,6 +57,7 @@ __all__ = [
     "OS_READ_ONLY",
     "SAFE_BUILTINS",
     "STDLIB_PURE",
+    "UNSUPPORTED_SUFFIXES",
     "Finding",
     "config_files",
     "scan_bundle",
@@ -136,6 +137,8 @@ SAFE_BUILTINS = frozenset(
 _REF = re.compile(r"@[\w]*(?:(?:::|#)\w*)*")
 _REF_NAME = "__ref__"
 _CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
+#: Config types MONAI reads but bundles here never use: refused unparsed (a YAML alias bomb would hang a parser).
+UNSUPPORTED_SUFFIXES = (".yaml", ".yml")
 
 
 @dataclass(frozen=True)
@@ -361,16 +364,21 @@ def walk_config(config: Any, key: str = "") -> Iterator[tuple[str, Any]]:
 
 
 def _load_config(path: Path) -> Any:
-    """Loads JSON or YAML as plain data (``yaml.safe_load``: no tags, no objects)."""
-    if path.suffix == ".json":
-        return json.loads(path.read_text(encoding="utf-8"))
-    import yaml
+    """Loads a JSON config as plain data; any other type is refused unread.
 
-    return yaml.safe_load(path.read_text(encoding="utf-8"))
+    Raises:
+        ValueError: ``path`` is not a ``.json`` file.
+    """
+    if path.suffix.lower() != ".json":
+        raise ValueError(f"{path.name}: only JSON configs are read")
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def config_files(bundle_dir: str | os.PathLike) -> list[Path]:
-    """The JSON/YAML files in ``bundle_dir/configs``, sorted by name."""
+    """The config files in ``bundle_dir/configs`` (JSON, and the YAML that MONAI would read too), sorted by name.
+
+    YAML files are listed so that :func:`scan_bundle` refuses them; nothing here reads them.
+    """
     configs = Path(bundle_dir) / "configs"
     return sorted(p for p in configs.iterdir() if p.is_file() and p.suffix.lower() in _CONFIG_SUFFIXES)
 
@@ -381,7 +389,7 @@ def scan_config(
     """Findings for every ``$`` expression, ``_target_``, ``_mode_`` and ``%`` macro in a loaded config.
 
     Args:
-        config: the loaded JSON/YAML content.
+        config: the loaded JSON content.
         file: the name used in findings.
         aliases: module names bound by ``$import`` statements anywhere in the bundle.
         config_names: file names a ``%`` macro may reference (the bundle's own configs).
@@ -417,16 +425,20 @@ def scan_config(
 def scan_bundle(bundle_dir: str | os.PathLike) -> list[Finding]:
     """Scans every config in ``bundle_dir/configs`` and its ``logging.conf``; returns all findings.
 
-    Nothing is imported from the bundle or evaluated. A config that cannot be read is itself a finding.
+    Nothing is imported from the bundle or evaluated. A config that cannot be read is itself a finding, and so is
+    a YAML config (bundles are JSON-only), which is never parsed.
     """
     root = Path(bundle_dir)
     findings: list[Finding] = []
     loaded: dict[str, Any] = {}
     for path in config_files(root):
         rel = path.relative_to(root).as_posix()
+        if path.suffix.lower() in UNSUPPORTED_SUFFIXES:
+            findings.append(Finding(rel, "", "custom/unsupported file type: YAML configs are refused unread"))
+            continue
         try:
             loaded[rel] = _load_config(path)
-        except Exception as e:  # malformed JSON/YAML
+        except Exception as e:  # malformed JSON
             findings.append(Finding(rel, "", f"cannot be read ({e.__class__.__name__}: {e})"))
     imports = [v[1:] for c in loaded.values() for _, v in walk_config(c) if isinstance(v, str) and v.startswith("$")]
     aliases = _module_aliases(imports)

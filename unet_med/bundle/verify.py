@@ -2,6 +2,8 @@
 
 The checks run in two stages. The *trust* stage reads the bundle as data and evaluates nothing from it:
 
+0. ``signature`` (only with ``trusted_keys``): :func:`unet_med.bundle.signing.verify_signature` on the folder
+   or zip as given, before anything else; when it refuses, every other check is reported as not run.
 1. ``unpack`` (zips only): safe paths, no links, every file listed in the manifest with a matching sha256.
 2. ``manifest``: an unpacked folder's files against its ``manifest.json`` (the sha256 of the weights and
    exports is recorded there; a folder without a manifest, such as a bundle in a repository, is skipped).
@@ -49,6 +51,8 @@ from unet_med.bundle.scan import config_files, scan_bundle, walk_config
 
 __all__ = ["Check", "VerifyReport", "run_configs", "verify_bundle"]
 
+#: The checks that evaluate the bundle's configs, run only when the trust stage passed.
+_RUN_STAGE = ("configs", "network in/out", "torchscript", "onnx", "end to end")
 SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$")
 
 
@@ -386,12 +390,25 @@ def _bundle_folder(path: Path, report: VerifyReport) -> Iterator[Path | None]:
         yield Path(tmp) / "bundle" if check.status == "PASS" else None
 
 
+def _signature(path: Path, trusted_keys: str | os.PathLike, allow_unsigned: bool) -> tuple[str, str, list[str]]:
+    from unet_med.bundle.signing import verify_signature
+
+    signature = verify_signature(path, trusted_keys)
+    if not signature.accepted(allow_unsigned):
+        return "FAIL", signature.format(), signature.problems if len(signature.problems) > 1 else []
+    if not signature.ok:
+        return "SKIP", "unsigned, accepted (--allow-unsigned): the sender is not known", []
+    return "PASS", signature.format(), []
+
+
 def verify_bundle(
     bundle: str | os.PathLike,
     schema: str | os.PathLike | None = None,
     onnx: bool = True,
     atol: float = 1e-4,
     rtol: float = 1e-4,
+    trusted_keys: str | os.PathLike | None = None,
+    allow_unsigned: bool = False,
 ) -> VerifyReport:
     """Runs every check on a bundle folder or packed zip and returns the report (see the module docstring).
 
@@ -401,12 +418,21 @@ def verify_bundle(
         onnx: check the ONNX export (needs the ``export`` extra); ``False`` reports it skipped.
         atol: absolute tolerance of the export checks.
         rtol: relative tolerance of the export checks.
+        trusted_keys: a folder of pinned public keys (``*.pem``); when given, the bundle must be signed by one of
+            them (and unchanged since) before any other check runs. ``None`` checks no signature.
+        allow_unsigned: with ``trusted_keys``, accept a bundle that has no signature at all.
     """
     path = Path(bundle)
     report = VerifyReport(str(bundle))
     if not path.exists():
         report.checks.append(Check("bundle", "FAIL", f"{path} does not exist"))
         return report
+    if trusted_keys is not None:
+        if _timed(report, "signature", lambda: _signature(path, trusted_keys, allow_unsigned)).status == "FAIL":
+            rest = (["unpack"] if path.is_file() else []) + ["manifest", "safety scan", "weights", "metadata"]
+            rest += _RUN_STAGE
+            report.checks += [Check(name, "SKIP", "not run: the signature was refused (see above)") for name in rest]
+            return report
     with _bundle_folder(path, report) as found:
         if found is None:
             return report
@@ -433,9 +459,8 @@ def verify_bundle(
         trust = [_timed(report, "manifest", manifest), _timed(report, "safety scan", scan)]
         trust.append(_timed(report, "weights", lambda: _weights(root)))
         _timed(report, "metadata", lambda: _check_metadata(root, schema))
-        later = ["configs", "network in/out", "torchscript", "onnx", "end to end"]
         if any(c.status == "FAIL" for c in trust):
-            for name in later:
+            for name in _RUN_STAGE:
                 report.checks.append(Check(name, "SKIP", "not run: the bundle is not trusted (see above)"))
             return report
         _timed(report, "configs", lambda: _check_configs(root))
