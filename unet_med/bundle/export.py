@@ -119,13 +119,18 @@ def example_input_shape(bundle_dir: str | os.PathLike, n: int = 2) -> tuple[int,
 def torchscript_extra_files(bundle_dir: str | os.PathLike) -> dict[str, bytes]:
     """The extra files a TorchScript export carries, as ``monai.bundle ckpt_export`` writes them: the metadata as
     ``metadata.json`` and every JSON config (``inference.json`` among them) as ``<config stem>.json``, re-serialised
-    as compact JSON."""
+    as compact JSON, with ``bundle_root`` set to ``"."``."""
     root = Path(bundle_dir)
     meta = json.loads((root / "configs" / "metadata.json").read_text(encoding="utf-8"))
     extra = {"metadata.json": json.dumps(meta).encode()}
     for p in config_files(root):
-        if p.suffix == ".json" and p.name != "metadata.json":
-            extra[f"{p.stem}.json"] = json.dumps(json.loads(p.read_text(encoding="utf-8"))).encode()
+        if p.suffix == ".json" and p.name not in ("metadata.json", "task.json"):
+            config = json.loads(p.read_text(encoding="utf-8"))
+            if isinstance(config, dict) and "bundle_root" in config:
+                # Inside a model file there is no bundle folder: tools that parse the embedded config (MONAI
+                # Deploy's bundle operator builds the postprocessing, then drops its writer) get a plain value.
+                config["bundle_root"] = "."
+            extra[f"{p.stem}.json"] = json.dumps(config).encode()
     return extra
 
 

@@ -140,11 +140,14 @@ class ScanInferer(Inferer):
             raise ValueError(
                 f"input of shape {tuple(inputs.shape)} does not match a {len(self.roi_size)}D window {self.roi_size}"
             )
-        if not isinstance(network, torch.nn.Module):
-            raise TypeError(f"network must be a torch.nn.Module, got {type(network).__name__}")
-        device = next(network.parameters()).device
-        run, memory_format = self.prepare(network, device)
-        num_classes = int(getattr(network, "out_channels", 0)) or 1
+        if isinstance(network, torch.nn.Module) and any(True for _ in network.parameters()):
+            device = next(network.parameters()).device
+            run, memory_format = self.prepare(network, device)
+            num_classes = int(getattr(network, "out_channels", 0)) or 1
+        elif callable(network):  # a wrapped or scripted model (MONAI Deploy's TorchScriptModel): run it as it is
+            device, run, memory_format, num_classes = inputs.device, network, torch.contiguous_format, 1
+        else:
+            raise TypeError(f"network must be a torch.nn.Module or callable, got {type(network).__name__}")
         stitch_device, stitch_dtype = self._stitching(inputs, num_classes, device)
         dtype = choose_precision(self.precision, device)
         inferer = SlidingWindowInferer(
