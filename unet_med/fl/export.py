@@ -24,7 +24,7 @@ import torch
 
 from unet_med.utils.io import atomic_write_json
 
-__all__ = ["GLOBAL_MODEL_FILE", "bump_version", "export_global_model", "find_global_model"]
+__all__ = ["GLOBAL_MODEL_FILE", "bump_version", "export_global_model", "find_global_model", "weights_mismatch"]
 
 #: The file FLARE's PyTorch persistor writes the global model to.
 GLOBAL_MODEL_FILE = "FL_global_model.pt"
@@ -67,6 +67,27 @@ def bump_version(version: str, part: str = "minor") -> str:
     if part == "patch":
         return f"{major}.{minor}.{patch + 1}"
     raise ValueError(f"part must be 'major', 'minor' or 'patch', got {part!r}")
+
+
+def weights_mismatch(net: torch.nn.Module, state: Mapping[str, Any]) -> str | None:
+    """``None`` when ``state`` has exactly ``net``'s tensors with their shapes, else a short description of the
+    difference (``"3 tensor(s) differ in shape, e.g. head.weight (3, 4, 1, 1, 1) vs (3, 16, 1, 1, 1)"``)."""
+    own = net.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = [
+        f"{k} {tuple(torch.as_tensor(state[k]).shape)} vs {tuple(own[k].shape)}"
+        for k in own
+        if k in state and torch.as_tensor(state[k]).shape != own[k].shape
+    ]
+    problems = []
+    if shapes:
+        problems.append(f"{len(shapes)} tensor(s) differ in shape, e.g. {shapes[0]}")
+    if missing:
+        problems.append(f"{len(missing)} missing, e.g. {missing[0]}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected, e.g. {unexpected[0]}")
+    return "; ".join(problems) or None
 
 
 def _state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -112,13 +133,12 @@ def export_global_model(
     source = find_global_model(workspace_or_model_file)
     state = _state_dict(source)
     net = bundle_parser(bundle).get_parsed_content("network_def")
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as e:
+    problem = weights_mismatch(net, state)
+    if problem:
         raise ValueError(
-            f"{source} does not fit {bundle}'s network_def (was the job written with network overrides?): "
-            f"{str(e).splitlines()[0]}"
-        ) from e
+            f"{source} does not fit {bundle}'s network_def (was the job written with network overrides?): {problem}"
+        )
+    net.load_state_dict(state)
     weights = {k: v.detach().clone().contiguous() for k, v in net.state_dict().items()}
 
     meta = json.loads((bundle / "configs" / "metadata.json").read_text(encoding="utf-8"))

@@ -265,6 +265,7 @@ def _weights_fit(bundle_dir: Path, weights: Path, overrides: Mapping[str, Any]) 
 
     from unet_med.bundle.export import bundle_parser
     from unet_med.engines.checkpoint import load_state_dict
+    from unet_med.fl.export import weights_mismatch
 
     parser = bundle_parser(bundle_dir)
     parser.update(dict(overrides))
@@ -274,11 +275,7 @@ def _weights_fit(bundle_dir: Path, weights: Path, overrides: Mapping[str, Any]) 
     state: Mapping[str, Any] = load_state_dict(weights)
     if "model" in state and isinstance(state["model"], Mapping):
         state = state["model"]
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as e:
-        return str(e).splitlines()[0]
-    return None
+    return weights_mismatch(net, state)
 
 
 def _check_noise(noise: Mapping[str, Any] | None) -> dict[str, Any] | None:
