@@ -12,7 +12,13 @@ from unet_med import __version__
 __all__ = ["build_parser", "main"]
 
 #: Modules that add subcommands; each defines ``register(subparsers)`` and sets ``func`` on its parsers.
-COMMAND_MODULES = ("unet_med.cli.data", "unet_med.cli.plan", "unet_med.cli.predict", "unet_med.cli.bundle")
+COMMAND_MODULES = (
+    "unet_med.cli.data",
+    "unet_med.cli.plan",
+    "unet_med.cli.predict",
+    "unet_med.cli.bundle",
+    "unet_med.cli.fl",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
