@@ -77,7 +77,7 @@ def test_job_layout_and_configs(tiny_bundle: Path, tmp_path: Path):
     for kwargs in (train, evaluate):
         assert kwargs["dataset_dir"] == "{$" + DATASET_ENV + "}"
         assert kwargs["datalist_file"] == "{$" + DATALIST_ENV + "}"
-        assert kwargs["bundle_root"] == "{JOB_CONFIG_DIR}/bundle"
+        assert "bundle_root" not in kwargs  # the bundle's own config folder decides (locate_bundle_root)
         assert kwargs["features"] == TINY["features"]
     assert train["lr_scheduler#T_max"] == 8 and train["val_interval"] == 9  # 4 rounds x 2 epochs
     assert evaluate["network"] == "$@network_def.to(@device)"

@@ -80,11 +80,6 @@ _SHAREABLE_GENERATOR = (
 _AGGREGATOR = "nvflare.app_common.aggregators.intime_accumulate_model_aggregator.InTimeAccumulateWeightedAggregator"
 _STATS_EVENT = "analytix_log_stats"
 _FED_PREFIX = "fed."
-# Until ConfigWorkflow derives bundle_root from its config file, MonaiAlgo's first initialize() would evaluate the
-# bundle's "$unet_med.bundle.locate_bundle_root()" (the working directory) and write the demo set there; passing
-# the absolute folder fixes it. {JOB_CONFIG_DIR} is FLARE's system variable for the app's config folder at the site.
-# Drop this entry from _site_kwargs when that lands.
-_BUNDLE_ROOT_AT_SITE = "{JOB_CONFIG_DIR}/bundle"
 
 
 def layer_regex(layers: Sequence[str]) -> str:
@@ -97,7 +92,6 @@ def layer_regex(layers: Sequence[str]) -> str:
 
 def _site_kwargs(overrides: Mapping[str, Any]) -> dict[str, Any]:
     return {
-        "bundle_root": _BUNDLE_ROOT_AT_SITE,
         "dataset_dir": "{$" + DATASET_ENV + "}",
         "datalist_file": "{$" + DATALIST_ENV + "}",
         **overrides,
