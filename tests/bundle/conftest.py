@@ -28,7 +28,7 @@ def bundle_copy(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def packed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """bundles/unet packed once (with TorchScript and ONNX exports) for the whole session."""
+    """bundles/unet packed once for the whole session."""
     if not (BUNDLE / "models" / "model.pt").is_file():
         pytest.skip("no trained weights in bundles/unet/models")
     from unet_med.bundle.pack import pack_bundle

@@ -1,4 +1,4 @@
-"""``unet-med bundle scan|pack|unpack|keygen|sign|verify``: exit status and messages."""
+"""``unet-med bundle recognize|pack|unpack|keygen|sign|verify``: exit status and messages."""
 
 from __future__ import annotations
 
@@ -9,16 +9,16 @@ import pytest
 from unet_med.cli import main
 
 
-def test_scan_reports_findings_and_exits_nonzero(bundle_copy, capsys):
-    assert main(["bundle", "scan", str(bundle_copy)]) == 0
+def test_recognize_reports_custom_code_and_exits_nonzero(bundle_copy, capsys):
+    assert main(["bundle", "recognize", str(bundle_copy)]) == 0
     config = bundle_copy / "configs" / "evaluate.json"
     content = json.loads(config.read_text())
     content["run"] = ["$os.remove(@model_file)"]
     config.write_text(json.dumps(content))
     capsys.readouterr()
-    assert main(["bundle", "scan", str(bundle_copy)]) == 1
+    assert main(["bundle", "recognize", str(bundle_copy)]) == 1
     out = capsys.readouterr().out
-    assert "configs/evaluate.json: run#0: os.remove is not allowed" in out
+    assert "configs/evaluate.json: run#0:" in out and "custom code" in out
 
 
 def test_unpack_exit_status(packed, tmp_path, tamper, capsys):
@@ -26,12 +26,12 @@ def test_unpack_exit_status(packed, tmp_path, tamper, capsys):
     assert "sha256 does not match" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
     assert main(["bundle", "unpack", str(packed), str(tmp_path / "good")]) == 0
-    assert (tmp_path / "good" / "models" / "model.ts").is_file()
+    assert (tmp_path / "good" / "models" / "model.pt").is_file()
 
 
-def test_pack_without_onnx(bundle_copy, tmp_path, capsys):
+def test_pack_then_verify_without_onnx(bundle_copy, tmp_path, capsys):
     out = tmp_path / "unet.zip"
-    assert main(["bundle", "pack", str(bundle_copy), str(out), "--no-onnx"]) == 0
+    assert main(["bundle", "pack", str(bundle_copy), str(out)]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1] == str(out)  # logging may print before it
     assert main(["bundle", "verify", str(out), "--no-onnx"]) == 0
     assert "SKIP  onnx" in capsys.readouterr().out
@@ -46,9 +46,9 @@ def stub_evaluation(monkeypatch):
     def passed(*args, **kwargs):
         return "PASS", "stub", []
 
-    for name in ("_check_configs", "_net_in_out", "_torchscript", "_end_to_end"):
+    for name in ("_net_in_out", "_torchscript", "_onnx"):
         monkeypatch.setattr(verify, name, passed)
-    monkeypatch.setattr(verify, "scan_bundle", lambda root: [])
+    monkeypatch.setattr(verify, "_end_to_end", passed)
 
 
 def _lines(out: str) -> dict[str, str]:
@@ -82,7 +82,7 @@ def test_keygen_sign_verify(bundle_copy, tmp_path, capsys, stub_evaluation):
     lines = _lines(capsys.readouterr().out)
     assert lines["signature"].startswith("FAIL refused") and "configs/inference.json" in lines["signature"]
     assert all(v.startswith("SKIP not run: the signature was refused") for k, v in lines.items() if k != "signature")
-    assert len(lines) == 10
+    assert len(lines) == 8  # signature, manifest, recognition, metadata, and the four run-stage checks
 
 
 def test_verify_refuses_unsigned_unless_allowed(bundle_copy, tmp_path, capsys, stub_evaluation):
@@ -95,7 +95,7 @@ def test_verify_refuses_unsigned_unless_allowed(bundle_copy, tmp_path, capsys, s
     args = ["bundle", "verify", str(bundle_copy), "--no-onnx", "--trusted-keys", str(trusted), "--allow-unsigned"]
     assert main(args) == 0
     lines = _lines(capsys.readouterr().out)
-    assert lines["signature"].startswith("SKIP unsigned, accepted") and lines["safety scan"].startswith("PASS")
+    assert lines["signature"].startswith("SKIP unsigned, accepted") and lines["recognition"].startswith("PASS")
     assert main(["bundle", "verify", str(bundle_copy), "--allow-unsigned"]) == 2
     assert "--allow-unsigned needs --trusted-keys" in capsys.readouterr().err
 

@@ -33,13 +33,14 @@ def _write_zip(path: Path, entries: dict[str, bytes], manifest: bool = True, lin
     return path
 
 
-def test_packed_zip_holds_exports_and_a_manifest_of_every_file(packed):
+def test_packed_zip_holds_data_only_and_a_manifest_of_every_file(packed):
     with zipfile.ZipFile(packed) as zf:
         names = set(zf.namelist())
         manifest = json.loads(zf.read(MANIFEST))
     expected = {"LICENSE", "docs/README.md", "configs/metadata.json", "configs/train.json", "configs/logging.conf"}
-    expected |= {"configs/inference_torchscript.json", "models/model.pt", "models/model.ts", "models/model.onnx"}
+    expected |= {"configs/task.json", "configs/inference.json", "models/model.pt"}
     assert expected <= names
+    assert not any(n.endswith((".ts", ".onnx", ".py")) for n in names)  # a receiver never runs a sender's model file
     assert not any(n.startswith("runs/") or n.endswith("last.pt") for n in names)
     assert set(manifest["files"]) == names - {MANIFEST}
     assert manifest["version"] == json.loads((Path("bundles/unet/configs/metadata.json")).read_text())["version"]
@@ -110,13 +111,14 @@ def test_unpack_refuses_a_non_empty_destination(packed, tmp_path):
         unpack_bundle(packed, tmp_path / "received")
 
 
-def test_pack_refuses_an_unsafe_bundle(bundle_copy, tmp_path):
+def test_pack_refuses_a_bundle_with_custom_code(bundle_copy, tmp_path):
     config = bundle_copy / "configs" / "evaluate.json"
     content = json.loads(config.read_text())
     content["run"] = ["$__import__('os').system('id')"]
     config.write_text(json.dumps(content))
-    with pytest.raises(BundleError, match="safety scan failed"):
-        pack_bundle(bundle_copy, tmp_path / "out.zip", onnx=False)
+    with pytest.raises(BundleError, match="--trust-bundle-code") as info:
+        pack_bundle(bundle_copy, tmp_path / "out.zip")
+    assert any("configs/evaluate.json: run#0" in p for p in info.value.problems)
     assert not (tmp_path / "out.zip").exists()
 
 
@@ -297,27 +299,18 @@ def test_cli_unpack_prints_one_line_and_exits_1(tmp_path, capsys):
 
 
 def test_pack_with_a_key_signs_the_zip(bundle_copy, tmp_path, monkeypatch):
-    """The scan and the TorchScript export are stubbed (both are covered above); the subject is the signature."""
-    from unet_med.bundle import export
     from unet_med.bundle.signing import generate_key, verify_signature
 
-    monkeypatch.setattr(pack, "scan_bundle", lambda root: [])
-
-    def fake_export(root: Path, out: Path) -> Path:
-        Path(out).write_bytes(b"TorchScript")
-        return Path(out)
-
-    monkeypatch.setattr(export, "export_torchscript", fake_export)
     (tmp_path / "trusted").mkdir()
     key_id = generate_key(tmp_path / "k.pem", tmp_path / "trusted" / "k.pem")
     with pytest.raises(ValueError, match="both key and signer"):
-        pack_bundle(bundle_copy, tmp_path / "x.zip", onnx=False, key=tmp_path / "k.pem")
-    archive = pack_bundle(bundle_copy, tmp_path / "signed.zip", onnx=False, key=tmp_path / "k.pem", signer="Dr A")
+        pack_bundle(bundle_copy, tmp_path / "x.zip", key=tmp_path / "k.pem")
+    archive = pack_bundle(bundle_copy, tmp_path / "signed.zip", key=tmp_path / "k.pem", signer="Dr A")
     with zipfile.ZipFile(archive) as zf:
         assert "signature.json" in zf.namelist()
         manifest = json.loads(zf.read(MANIFEST))
     assert manifest["name"] == json.loads((bundle_copy / "configs" / "metadata.json").read_text())["name"]
-    assert "models/model.ts" in manifest["files"] and "signature.json" not in manifest["files"]
+    assert "models/model.pt" in manifest["files"] and "signature.json" not in manifest["files"]
     report = verify_signature(archive, tmp_path / "trusted")
     assert report.ok and report.signer == "Dr A" and report.key_id == key_id, report.problems
     received = unpack_bundle(archive, tmp_path / "received")

@@ -7,7 +7,7 @@ files under ``<file stem>/extra/``, so the model file alone describes itself and
 ``MonaiBundleInferenceOperator`` finds ``metadata.json`` and ``inference.json`` where it looks. ONNX uses
 ``torch.onnx.export(dynamo=True)`` and needs the ``export`` extra (``pip install 'unet-med[export]'``).
 
-Run these only on a bundle that passed :func:`unet_med.bundle.scan.scan_bundle`: building ``network_def``
+Run these only on a recognised bundle (:func:`unet_med.bundle.recognize.require_recognized`): building ``network_def``
 evaluates the config.
 
 Example::
@@ -28,7 +28,6 @@ from typing import Any
 
 import torch
 
-from unet_med.bundle.scan import config_files
 from unet_med.utils.io import atomic_path
 
 __all__ = [
@@ -45,25 +44,15 @@ __all__ = [
 
 
 def base_config(bundle_dir: str | os.PathLike) -> Path:
-    """The config that defines ``network_def`` (``train.json`` when several do), which overlays extend.
+    """The standalone config that defines ``network_def``: ``configs/inference.json``.
 
     Raises:
-        ValueError: no config in ``bundle_dir/configs`` defines ``network_def``.
+        ValueError: the bundle has no ``configs/inference.json``.
     """
-    candidates = []
-    for path in config_files(bundle_dir):
-        if path.name == "metadata.json" or path.suffix != ".json":
-            continue
-        try:
-            content = json.loads(path.read_text(encoding="utf-8"))
-        except ValueError:
-            continue
-        if isinstance(content, dict) and "network_def" in content:
-            candidates.append(path)
-    if not candidates:
-        raise ValueError(f"{bundle_dir}: no config in configs/ defines 'network_def'")
-    named = [p for p in candidates if p.name == "train.json"]
-    return named[0] if named else candidates[0]
+    path = Path(bundle_dir) / "configs" / "inference.json"
+    if not path.is_file():
+        raise ValueError(f"{bundle_dir}: no configs/inference.json")
+    return path
 
 
 def bundle_parser(bundle_dir: str | os.PathLike, configs: Sequence[str | os.PathLike] | None = None) -> Any:
@@ -123,8 +112,8 @@ def torchscript_extra_files(bundle_dir: str | os.PathLike) -> dict[str, bytes]:
     root = Path(bundle_dir)
     meta = json.loads((root / "configs" / "metadata.json").read_text(encoding="utf-8"))
     extra = {"metadata.json": json.dumps(meta).encode()}
-    for p in config_files(root):
-        if p.suffix == ".json" and p.name not in ("metadata.json", "task.json"):
+    for p in sorted((root / "configs").glob("*.json")):
+        if p.name not in ("metadata.json", "task.json", "datalist.json"):
             config = json.loads(p.read_text(encoding="utf-8"))
             if isinstance(config, dict) and "bundle_root" in config:
                 # Inside a model file there is no bundle folder: tools that parse the embedded config (MONAI

@@ -1,7 +1,7 @@
 """Packing a bundle into one zip to send, and unpacking a received zip only after every check passes.
 
-A packed bundle holds ``configs/``, ``docs/``, the licence, ``models/model.pt`` (the weights), the exports
-``models/model.ts`` (TorchScript) and ``models/model.onnx``, and ``manifest.json`` with the sha256 of every file
+A packed bundle holds ``configs/``, ``docs/``, the licence, ``models/model.pt`` (the weights; no TorchScript or
+ONNX model file, which a receiver would never run), and ``manifest.json`` with the sha256 of every file
 and the bundle version; when packed with a key, also ``signature.json`` (see :mod:`unet_med.bundle.signing`).
 Training outputs (``runs/``, ``models/last.pt``, caches) stay behind.
 
@@ -52,7 +52,7 @@ from unet_med.bundle.manifest import (
     build_manifest,
     read_manifest,
 )
-from unet_med.bundle.scan import scan_bundle
+from unet_med.bundle.recognize import require_recognized
 from unet_med.bundle.zip_entries import ZIP_ERRORS, read_entry, short_name
 from unet_med.utils.io import atomic_path
 
@@ -88,7 +88,7 @@ def _files_to_pack(root: Path) -> list[Path]:
     files = [p for p in (root / "configs").rglob("*") if p.is_file()]
     if (root / "docs").is_dir():
         files += [p for p in (root / "docs").rglob("*") if p.is_file()]
-    files += [p for p in root.iterdir() if p.is_file() and re.match(r"(LICEN[CS]E|COPYING|NOTICE)", p.name, re.I)]
+    files += [p for p in root.iterdir() if p.is_file() and p.name == "LICENSE"]
     links = [p for p in files if p.is_symlink()]
     if links:
         raise BundleError(f"{root}: links cannot be packed", [str(p.relative_to(root)) for p in links])
@@ -98,28 +98,30 @@ def _files_to_pack(root: Path) -> list[Path]:
 def pack_bundle(
     bundle_dir: str | os.PathLike,
     out: str | os.PathLike,
-    onnx: bool = True,
     weights: str | None = None,
     key: str | os.PathLike | None = None,
     signer: str | None = None,
+    trust_bundle_code: bool = False,
 ) -> Path:
-    """Scans the bundle, exports its network and writes the zip ``out`` with a manifest. Returns ``out``.
+    """Recognises the bundle and writes the zip ``out`` with a manifest (signed when a key is given).
+
+    The zip holds ``configs/``, ``docs/``, the licence and ``models/model.pt``: data only. No TorchScript or ONNX
+    export goes with it: a receiving site never runs a sender's model file, it exports its own from the recognised
+    configs and weights (``unet-med bundle export``).
 
     Args:
-        bundle_dir: the bundle folder (holding ``configs/metadata.json`` and ``models/model.pt``).
+        bundle_dir: the bundle folder (holding ``configs/task.json`` and ``models/model.pt``).
         out: the zip to write (atomically).
-        onnx: also export ``models/model.onnx`` (needs the ``export`` extra).
         weights: the weights to pack, relative to ``bundle_dir`` (default ``models/model.pt``).
         key: an Ed25519 private key (PEM, from :func:`unet_med.bundle.signing.generate_key`); when given, the
             manifest is signed and ``signature.json`` is packed beside it.
         signer: who signs (``"Name, Hospital"``); required with ``key``.
+        trust_bundle_code: pack a bundle that is not recognised (its receivers will have to trust it too).
 
     Raises:
-        BundleError: the safety scan found unsafe constructs, or the weights are missing or not weights-only.
-        ImportError: ``onnx=True`` without the ``export`` extra installed.
+        BundleError: the bundle is not recognised, or the weights are missing or not weights-only.
         ValueError: ``key`` without ``signer``, or the reverse.
     """
-    from unet_med.bundle.export import export_onnx, export_torchscript, require_onnx
     from unet_med.engines import load_state_dict
 
     if (key is None) != (signer is None):
@@ -127,16 +129,12 @@ def pack_bundle(
     root = Path(bundle_dir).resolve()
     if not (root / "configs" / "metadata.json").is_file():
         raise BundleError(f"{root}: not a bundle (no configs/metadata.json)")
-    findings = scan_bundle(root)
-    if findings:
-        raise BundleError(f"{root}: refusing to pack, the safety scan failed", [str(f) for f in findings])
+    require_recognized(root, trust_bundle_code=trust_bundle_code, weights=weights is None)
     model = root / (weights or "models/model.pt")
     try:
         load_state_dict(model)
     except (FileNotFoundError, ValueError) as e:
         raise BundleError(f"{root}: refusing to pack", [str(e)]) from e
-    if onnx:
-        require_onnx()
     meta = json.loads((root / "configs" / "metadata.json").read_text(encoding="utf-8"))
     with tempfile.TemporaryDirectory(prefix="unet-med-pack-") as tmp:
         stage = Path(tmp) / "bundle"
@@ -146,9 +144,6 @@ def pack_bundle(
             shutil.copyfile(path, dest)
         (stage / "models").mkdir(parents=True, exist_ok=True)
         shutil.copyfile(model, stage / "models" / "model.pt")
-        export_torchscript(stage, stage / "models" / "model.ts")
-        if onnx:
-            export_onnx(stage, stage / "models" / "model.onnx")
         manifest = build_manifest(stage, name=str(meta.get("name", root.name)), version=str(meta.get("version", "")))
         (stage / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         if key is not None and signer is not None:

@@ -28,7 +28,7 @@ from typing import Any
 from unet_med import __version__
 from unet_med.bundle.task import validate_task
 
-__all__ = ["CONFIG_FILES", "PINS", "SCHEMA_URL", "config_text", "render", "with_defaults"]
+__all__ = ["CONFIG_FILES", "LOGGING_CONF", "PINS", "SCHEMA_URL", "config_text", "render", "with_defaults"]
 
 #: The MONAI bundle metadata schema the metadata follows.
 SCHEMA_URL = "https://github.com/Project-MONAI/MONAI-extra-test-data/releases/download/0.8.1/meta_schema_20240725.json"
@@ -64,7 +64,7 @@ _RANK0_OFF = "$not unet_med.utils.is_rank_zero()"
 _DEVICE = "$torch.device('cuda' if torch.cuda.is_available() else 'cpu')"
 _METADATA_MODALITY = {"mri": "MR", "ct": "CT"}
 
-_LOGGING_CONF = """[loggers]
+LOGGING_CONF = """[loggers]
 keys=root
 
 [handlers]
@@ -729,6 +729,6 @@ def render(task: dict[str, Any]) -> dict[str, str]:
         "evaluate.json": evaluate_config(t),
         "multi_gpu_train.json": multi_gpu_config(),
         "metadata.json": metadata(t),
-        "logging.conf": _LOGGING_CONF,
+        "logging.conf": LOGGING_CONF,
     }
     return {name: config_text(content) for name, content in files.items()}

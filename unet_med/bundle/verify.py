@@ -4,23 +4,23 @@ The checks run in two stages. The *trust* stage reads the bundle as data and eva
 
 0. ``signature`` (only with ``trusted_keys``): :func:`unet_med.bundle.signing.verify_signature` on the folder
    or zip as given, before anything else; when it refuses, every other check is reported as not run.
-1. ``unpack`` (zips only): safe paths, no links, every file listed in the manifest with a matching sha256.
-2. ``manifest``: an unpacked folder's files against its ``manifest.json`` (the sha256 of the weights and
-   exports is recorded there; a folder without a manifest, such as a bundle in a repository, is skipped).
-3. ``safety scan``: :func:`unet_med.bundle.scan.scan_bundle` over every config and ``logging.conf``.
-4. ``weights``: ``models/model.pt`` loads with ``torch.load(weights_only=True)``.
-5. ``metadata``: valid against the MONAI metadata schema (offline, from ``schema``), semver ``version`` that is a
+1. ``unpack`` (zips only): bounded sizes and names, safe paths, no links, every file listed in the manifest.
+2. ``manifest``: an unpacked folder's files against its ``manifest.json`` (a folder without a manifest, such as a
+   bundle in a repository, is skipped).
+3. ``recognition``: :func:`unet_med.bundle.recognize.recognize_bundle`: every config is what the installed
+   template makes from the bundle's task description, every file is of an allowed kind, and the weights are a
+   weights-only state dict of the template network. Anything else is listed by file and key as custom code.
+4. ``metadata``: valid against the MONAI metadata schema (offline, from ``schema``), semver ``version`` that is a
    key of ``changelog``.
 
-Only when 1-4 pass does the *run* stage evaluate the configs:
+Only when the bundle is recognised (or its code is trusted on purpose) does the *run* stage use it, with the
+receiver's own code:
 
-6. ``configs``: every run combination (the base config alone, base + each overlay, each standalone config)
-   parses and every ``@`` reference resolves.
-7. ``network in/out``: ``monai.bundle.verify_net_in_out`` on ``network_def`` with the declared channels.
-8. ``torchscript`` / ``onnx``: the exports (``models/model.ts``/``.onnx`` when packed, otherwise exported afresh)
-   reproduce the PyTorch output within ``atol``/``rtol``.
-9. ``end to end``: a synthetic NIfTI volume of the declared channels and shape (with an oblique, anisotropic
-   affine) goes through each inference config; the mask must have the input's shape and affine.
+5. ``network in/out``: ``monai.bundle.verify_net_in_out`` on ``network_def`` of ``inference.json``.
+6. ``torchscript`` / ``onnx``: exports made here (a sender's model files are never run) reproduce PyTorch.
+7. ``end to end``: a synthetic case of the declared channels (an oblique, anisotropic NIfTI volume, or a PNG for
+   2D bundles) through the bundle's ``inferring`` workflow (:func:`unet_med.bundle.run.run_bundle`); the mask must
+   have the input's geometry.
 
 Example::
 
@@ -47,12 +47,12 @@ import numpy as np
 import torch
 
 from unet_med.bundle.manifest import BundleError, check_manifest
-from unet_med.bundle.scan import config_files, scan_bundle, walk_config
+from unet_med.bundle.recognize import TRUST_FLAG, recognize_bundle
 
-__all__ = ["Check", "VerifyReport", "run_configs", "verify_bundle"]
+__all__ = ["Check", "VerifyReport", "verify_bundle"]
 
-#: The checks that evaluate the bundle's configs, run only when the trust stage passed.
-_RUN_STAGE = ("configs", "network in/out", "torchscript", "onnx", "end to end")
+#: The checks that use the bundle, run only when it is recognised (or trusted on purpose).
+_RUN_STAGE = ("network in/out", "torchscript", "onnx", "end to end")
 SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$")
 
 
@@ -130,74 +130,14 @@ def _check_metadata(root: Path, schema: str | os.PathLike | None) -> tuple[str, 
     return "PASS", f"{checked} valid, version {version}{note}", []
 
 
-def _weights(root: Path) -> tuple[str, str, list[str]]:
-    from unet_med.engines import load_state_dict
-
-    path = root / "models" / "model.pt"
-    state = load_state_dict(path)
-    tensors = [v for v in state.values() if isinstance(v, torch.Tensor)] if isinstance(state, dict) else []
-    if not tensors:
-        return "FAIL", f"{path.name} holds no tensors", []
-    numel = sum(t.numel() for t in tensors)
-    return "PASS", f"models/model.pt loads with weights_only=True ({len(tensors)} tensors, {numel:,} values)", []
-
-
-def run_configs(root: Path) -> list[tuple[str, list[Path]]]:
-    """The config combinations a bundle runs: the base alone, base + each overlay, each standalone config.
-
-    A config is standalone when it sets ``bundle_root`` or ``imports`` itself, or defines ``network_def``;
-    otherwise it is an overlay on the base config (see :func:`unet_med.bundle.export.base_config`).
-    """
-    from unet_med.bundle.export import base_config
-
-    base = base_config(root)
-    combos: list[tuple[str, list[Path]]] = [(base.name, [base])]
-    for path in config_files(root):
-        if path == base or path.name == "metadata.json" or path.suffix != ".json":
-            continue
-        content = json.loads(path.read_text(encoding="utf-8"))
-        standalone = isinstance(content, dict) and bool({"bundle_root", "imports", "network_def"} & set(content))
-        combos.append((path.name, [path]) if standalone else (f"{base.name} + {path.name}", [base, path]))
-    return combos
-
-
-def _unresolved_references(root: Path, configs: list[Path]) -> list[str]:
-    from monai.bundle.reference_resolver import ReferenceResolver
-
-    from unet_med.bundle.export import bundle_parser
-
-    parser = bundle_parser(root, configs)
-    parser.resolve_macro_and_relative_ids()
-    missing = []
-    for key, value in walk_config(parser.get()):
-        if isinstance(value, str) and value[:1] in ("@", "$"):
-            missing += [f"{key}: @{ref}" for ref in ReferenceResolver.match_refs_pattern(value) if ref not in parser]
-    return missing
-
-
-def _check_configs(root: Path) -> tuple[str, str, list[str]]:
-    combos = run_configs(root)
-    problems = []
-    for name, configs in combos:
-        try:
-            problems += [f"{name}: unresolved {m}" for m in _unresolved_references(root, configs)]
-        except Exception as e:  # a config that does not parse
-            problems.append(f"{name}: does not parse ({e.__class__.__name__}: {e})")
-    if problems:
-        return "FAIL", "unresolved references or parse errors", problems
-    return "PASS", f"{len(combos)} run configs parse, every @ reference resolves", [n for n, _ in combos]
-
-
 def _net_in_out(root: Path) -> tuple[str, str, list[str]]:
     from monai.bundle import verify_net_in_out
-
-    from unet_med.bundle.export import base_config
 
     logging.getLogger("monai.bundle.scripts").setLevel(logging.WARNING)  # its input summary is noise here
     verify_net_in_out(
         net_id="network_def",
         meta_file=str(root / "configs" / "metadata.json"),
-        config_file=str(base_config(root)),
+        config_file=str(root / "configs" / "inference.json"),
         device="cpu",
         n=2,
         p=2,
@@ -219,10 +159,7 @@ def _compare(name: str, got: torch.Tensor, expected: torch.Tensor, atol: float, 
 def _torchscript(root: Path, work: Path, eager: torch.nn.Module, atol: float, rtol: float) -> tuple[str, str, list]:
     from unet_med.bundle.export import example_input_shape, export_torchscript
 
-    path = root / "models" / "model.ts"
-    source = "models/model.ts"
-    if not path.is_file():
-        path, source = export_torchscript(root, work / "model.ts"), "fresh export"
+    path, source = export_torchscript(root, work / "model.ts"), "exported here"
     scripted = torch.jit.load(str(path), map_location="cpu").eval()
     x = torch.rand(example_input_shape(root), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
@@ -236,10 +173,7 @@ def _onnx(root: Path, work: Path, eager: torch.nn.Module, atol: float, rtol: flo
     require_onnx()
     import onnxruntime
 
-    path = root / "models" / "model.onnx"
-    source = "models/model.onnx"
-    if not path.is_file():
-        path, source = export_onnx(root, work / "model.onnx"), "fresh export"
+    path, source = export_onnx(root, work / "model.onnx"), "exported here"
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     spec = session.get_inputs()[0]
     if not all(isinstance(d, int) for d in spec.shape):
@@ -272,101 +206,40 @@ def _synthetic_volume(root: Path, path: Path) -> Any:
     return image
 
 
-def _inference_combos(root: Path) -> list[tuple[str, list[Path]]]:
-    """The bundle's config combinations that define an ``inferring`` workflow."""
-    return [(n, c) for n, c in run_configs(root) if any(_defines(p, "inferring") for p in c)]
+def _run_inferring(root: Path, input_path: Path, out: Path, trust: bool) -> Path:
+    """The bundle's ``inferring`` workflow on ``input_path`` on the CPU (behind the gate); returns ``out``."""
+    from unet_med.bundle.run import run_bundle
 
-
-def _run_inferring(root: Path, configs: list[Path], input_path: Path, out: Path, **overrides: Any) -> Path:
-    """Runs a bundle's ``inferring`` workflow on ``input_path`` on the CPU; returns the output folder."""
-    from monai.bundle import ConfigWorkflow
-
-    wf = ConfigWorkflow(
-        config_file=[str(c) for c in configs],
-        meta_file=str(root / "configs" / "metadata.json"),
-        logging_file=False,
-        workflow_type="infer",
-        run_id="inferring",
-        bundle_root=str(root),
-        input=str(input_path),
-        output_dir=str(out),
-        device="cpu",
-        **overrides,
-    )
-    wf.initialize()
-    wf.run()
-    wf.finalize()
+    run_bundle(root, "inferring", {"input": str(input_path), "output_dir": str(out), "device": "cpu"}, trust)
     return out
 
 
-def _end_to_end_2d(root: Path, work: Path, size: list[int]) -> tuple[str, str, list[str]]:
-    """The inference workflows of a single-channel 2D bundle on a synthetic 8-bit PNG: one mask of its size."""
-    from PIL import Image
-
-    rows, cols = size[1], size[0]  # MONAI's (columns, rows) order -> a picture's (rows, columns)
-    picture = np.random.default_rng(0).integers(0, 256, (rows, cols), dtype=np.uint8)
-    Image.fromarray(picture).save(work / "synthetic.png")
-    combos = _inference_combos(root)
-    if not combos:
-        return "SKIP", "no inference config (none defines 'inferring')", []
-    details, problems = [], []
-    for i, (name, configs) in enumerate(combos):
-        if any("torchscript" in p.stem for p in configs):
-            details.append(f"{name}: skipped (TorchScript overlays are checked on 3D bundles)")
-            continue
-        out = _run_inferring(root, configs, work / "synthetic.png", work / f"out-{i}")
-        masks = sorted(p for p in out.rglob("*") if p.is_file() and p.suffix in (".png", ".tif", ".gz", ".nii"))
-        if len(masks) != 1:
-            problems.append(f"{name}: expected one mask in the output folder, found {[m.name for m in masks]}")
-            continue
-        shape = np.asarray(Image.open(masks[0])).shape if masks[0].suffix in (".png", ".tif") else None
-        if shape != (rows, cols):
-            problems.append(f"{name}: mask {masks[0].name} of shape {shape} does not match the input {(rows, cols)}")
-            continue
-        details.append(f"{name}: mask {list(shape)} of the input's size")
-    if problems:
-        return "FAIL", "inference did not reproduce the input size", problems + details
-    return "PASS", f"{len(details)} inference workflow(s) on a synthetic PNG keep its size", details
-
-
-def _end_to_end(root: Path, work: Path) -> tuple[str, str, list[str]]:
+def _end_to_end(root: Path, work: Path, trust: bool) -> tuple[str, str, list[str]]:
     import nibabel as nib
 
     from unet_med.bundle.export import example_input_shape
 
-    _, channels, *spatial = example_input_shape(root)
-    if len(spatial) == 2 and channels == 1:  # a microscopy bundle: a picture in, a picture out
-        return _end_to_end_2d(root, work, [s + 3 for s in spatial])
+    spatial = example_input_shape(root)[2:]
+    if len(spatial) == 2:  # a microscopy bundle: a picture in, a picture out
+        from PIL import Image
+
+        cols, rows = spatial[0] + 3, spatial[1] + 3  # MONAI's (columns, rows) -> a picture's (rows, columns)
+        picture = np.random.default_rng(0).integers(0, 256, (rows, cols), dtype=np.uint8)
+        Image.fromarray(picture).save(work / "synthetic.png")
+        out = _run_inferring(root, work / "synthetic.png", work / "out", trust)
+        masks = sorted(p for p in out.iterdir() if p.is_file())
+        if len(masks) != 1 or np.asarray(Image.open(masks[0])).shape != (rows, cols):
+            return "FAIL", "inference did not reproduce the input size", [m.name for m in masks]
+        return "PASS", f"inference.json on a synthetic {rows}x{cols} PNG: a mask of its size", []
     image = _synthetic_volume(root, work / "synthetic.nii.gz")
-    combos = _inference_combos(root)
-    if not combos:
-        return "SKIP", "no inference config (none defines 'inferring')", []
-    details, problems = [], []
-    for i, (name, configs) in enumerate(combos):
-        overrides = {}
-        if any("torchscript" in p.stem for p in configs) and not (root / "models" / "model.ts").is_file():
-            if not (work / "model.ts").is_file():
-                details.append(f"{name}: skipped (no models/model.ts and no fresh export)")
-                continue
-            overrides["model_file"] = str(work / "model.ts")  # the fresh export checked above
-        out = _run_inferring(root, configs, work / "synthetic.nii.gz", work / f"out-{i}", **overrides)
-        masks = sorted(out.rglob("*.nii*"))
-        if len(masks) != 1:
-            problems.append(f"{name}: expected one mask in the output folder, found {[m.name for m in masks]}")
-            continue
-        mask: Any = nib.load(masks[0])
-        if mask.shape[:3] != image.shape[:3] or not np.allclose(mask.affine, image.affine, atol=1e-4):
-            problems.append(f"{name}: mask {mask.shape} does not match the input {image.shape} geometry")
-            continue
-        details.append(f"{name}: mask {list(mask.shape)} in the input's geometry")
-    if problems:
-        return "FAIL", "inference did not reproduce the input geometry", problems + details
-    return "PASS", f"synthetic {list(image.shape)} volume through {len(combos)} inference config(s)", details
-
-
-def _defines(path: Path, key: str) -> bool:
-    content = json.loads(path.read_text(encoding="utf-8"))
-    return isinstance(content, dict) and key in content
+    out = _run_inferring(root, work / "synthetic.nii.gz", work / "out", trust)
+    masks = sorted(out.rglob("*.nii*"))
+    if len(masks) != 1:
+        return "FAIL", f"expected one mask in the output folder, found {[m.name for m in masks]}", []
+    mask: Any = nib.load(masks[0])
+    if mask.shape[:3] != image.shape[:3] or not np.allclose(mask.affine, image.affine, atol=1e-4):
+        return "FAIL", f"mask {mask.shape} does not match the input {image.shape} geometry", []
+    return "PASS", f"inference.json on a synthetic {list(image.shape)} volume: the mask is in its geometry", []
 
 
 @contextmanager
@@ -409,6 +282,7 @@ def verify_bundle(
     rtol: float = 1e-4,
     trusted_keys: str | os.PathLike | None = None,
     allow_unsigned: bool = False,
+    trust_bundle_code: bool = False,
 ) -> VerifyReport:
     """Runs every check on a bundle folder or packed zip and returns the report (see the module docstring).
 
@@ -421,6 +295,8 @@ def verify_bundle(
         trusted_keys: a folder of pinned public keys (``*.pem``); when given, the bundle must be signed by one of
             them (and unchanged since) before any other check runs. ``None`` checks no signature.
         allow_unsigned: with ``trusted_keys``, accept a bundle that has no signature at all.
+        trust_bundle_code: run the run stage on a bundle that is not recognised (its code is accepted on purpose;
+            the recognition check still fails).
     """
     path = Path(bundle)
     report = VerifyReport(str(bundle))
@@ -429,16 +305,15 @@ def verify_bundle(
         return report
     if trusted_keys is not None:
         if _timed(report, "signature", lambda: _signature(path, trusted_keys, allow_unsigned)).status == "FAIL":
-            rest = (["unpack"] if path.is_file() else []) + ["manifest", "safety scan", "weights", "metadata"]
-            rest += _RUN_STAGE
+            rest = (["unpack"] if path.is_file() else []) + ["manifest", "recognition", "metadata", *_RUN_STAGE]
             report.checks += [Check(name, "SKIP", "not run: the signature was refused (see above)") for name in rest]
             return report
     with _bundle_folder(path, report) as found:
         if found is None:
             return report
         root = found.resolve()
-        if not (root / "configs" / "metadata.json").is_file():
-            report.checks.append(Check("layout", "FAIL", "no configs/metadata.json: not a bundle"))
+        if not (root / "configs").is_dir():
+            report.checks.append(Check("layout", "FAIL", "no configs/ folder: not a bundle"))
             return report
 
         def manifest() -> tuple[str, str, list[str]]:
@@ -447,23 +322,21 @@ def verify_bundle(
                 return "SKIP", "no manifest.json (an unpacked repository bundle): weights hash not recorded", []
             if problems:
                 return "FAIL", "files differ from manifest.json", problems
-            return "PASS", "every file matches its sha256 in manifest.json (weights and exports included)", []
+            return "PASS", "every file matches its sha256 in manifest.json", []
 
-        def scan() -> tuple[str, str, list[str]]:
-            findings = scan_bundle(root)
-            if findings:
-                return "FAIL", f"{len(findings)} unsafe construct(s); nothing was evaluated", [str(f) for f in findings]
-            n = len(config_files(root))
-            return "PASS", f"{n} configs and logging.conf: no unsafe expression, _target_ or logging class", []
+        def recognition() -> tuple[str, str, list[str]]:
+            result = recognize_bundle(root)
+            if not result.ok:
+                return "FAIL", f"custom code or unknown content in {len(result.problems)} place(s)", result.problems
+            return "PASS", "every config is what the installed template makes; weights are data of its network", []
 
-        trust = [_timed(report, "manifest", manifest), _timed(report, "safety scan", scan)]
-        trust.append(_timed(report, "weights", lambda: _weights(root)))
-        _timed(report, "metadata", lambda: _check_metadata(root, schema))
-        if any(c.status == "FAIL" for c in trust):
-            for name in _RUN_STAGE:
-                report.checks.append(Check(name, "SKIP", "not run: the bundle is not trusted (see above)"))
+        trust = [_timed(report, "manifest", manifest), _timed(report, "recognition", recognition)]
+        if (root / "configs" / "metadata.json").is_file():
+            _timed(report, "metadata", lambda: _check_metadata(root, schema))
+        if any(c.status == "FAIL" for c in trust) and not trust_bundle_code:
+            reason = f"not run: the bundle is not recognised (see above; {TRUST_FLAG} accepts its code)"
+            report.checks += [Check(name, "SKIP", reason) for name in _RUN_STAGE]
             return report
-        _timed(report, "configs", lambda: _check_configs(root))
         _timed(report, "network in/out", lambda: _net_in_out(root))
         with tempfile.TemporaryDirectory(prefix="unet-med-verify-work-") as tmp:
             work = Path(tmp)
@@ -481,5 +354,5 @@ def verify_bundle(
                 report.checks.append(Check("onnx", "SKIP", "not checked (--no-onnx)"))
             elif eager is not None:
                 _timed(report, "onnx", lambda: _onnx(root, work, eager, atol, rtol))
-            _timed(report, "end to end", lambda: _end_to_end(root, work))
+            _timed(report, "end to end", lambda: _end_to_end(root, work, trust_bundle_code))
     return report

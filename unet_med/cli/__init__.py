@@ -31,8 +31,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Runs the command line and returns the exit status."""
-    args = build_parser().parse_args(argv)
+    """Runs the command line and returns the exit status.
+
+    A subcommand that sets ``takes_extra`` (``unet-med bundle run``) gets the arguments argparse does not know
+    (MONAI-style ``--ID VALUE`` overrides) as a second argument.
+    """
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if getattr(args, "takes_extra", False):
+        return int(args.func(args, extra))
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     return int(args.func(args))
 
 

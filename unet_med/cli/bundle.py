@@ -1,16 +1,19 @@
-"""``unet-med bundle`` commands: check, sign, pack and unpack bundles shared between sites.
+"""``unet-med bundle`` commands for bundles shared between sites: recognise, verify, sign, pack and unpack.
 
-- ``unet-med bundle verify DIR|ZIP [--schema FILE] [--no-onnx] [--trusted-keys DIR [--allow-unsigned]]``: every
-  check, a readable report; exit status 1 on any failure. With ``--trusted-keys``, the signature is checked first
-  and a refused one stops everything else.
-- ``unet-med bundle scan DIR``: the static safety scan alone (nothing is evaluated).
+- ``unet-med bundle verify DIR|ZIP [--schema FILE] [--no-onnx] [--trusted-keys DIR [--allow-unsigned]]
+  [--trust-bundle-code]``: every check, a readable report; exit status 1 on any failure. With ``--trusted-keys``,
+  the signature is checked first and a refused one stops everything else.
+- ``unet-med bundle recognize DIR``: recognition alone (nothing of the bundle is evaluated); exit status 1 and
+  every place of custom code when it is not what the installed template makes.
 - ``unet-med bundle keygen --private K.pem --public K.pub.pem``: an Ed25519 key pair for signing.
 - ``unet-med bundle sign DIR --key K.pem --signer "Name, Hospital"``: a manifest of every file, signed.
-- ``unet-med bundle pack DIR OUT.zip [--no-onnx] [--key K.pem --signer NAME]``: scan, export TorchScript and
-  ONNX, write the zip with a manifest of sha256 checksums (signed when a key is given).
+- ``unet-med bundle pack DIR OUT.zip [--key K.pem --signer NAME]``: recognise, then write the zip with a manifest of
+  sha256 checksums (signed when a key is given).
 - ``unet-med bundle unpack ZIP DIR``: check every bound, entry and checksum, then extract; a refusal is one line
   on stderr.
-- ``unet-med bundle half DIR``: store ``models/model.pt`` in float16 (half the size; loads into float32).
+
+Making and running bundles (``new``, ``build``, ``run``, ``export``, ``half``) is in
+:mod:`unet_med.cli.bundle_make`.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import argparse
 import sys
 
 __all__ = ["register"]
+
+_TRUST_HELP = "accept a bundle the installed template does not recognise (its configs are code: only on purpose)"
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -35,6 +40,7 @@ def _verify(args: argparse.Namespace) -> int:
         rtol=args.rtol,
         trusted_keys=args.trusted_keys,
         allow_unsigned=args.allow_unsigned,
+        trust_bundle_code=args.trust_bundle_code,
     )
     print(report.format())
     return 0 if report.ok else 1
@@ -64,14 +70,12 @@ def _sign(args: argparse.Namespace) -> int:
     return 0
 
 
-def _scan(args: argparse.Namespace) -> int:
-    from unet_med.bundle.scan import scan_bundle
+def _recognize(args: argparse.Namespace) -> int:
+    from unet_med.bundle.recognize import recognize_bundle
 
-    findings = scan_bundle(args.bundle)
-    for finding in findings:
-        print(finding)
-    print(f"{len(findings)} unsafe construct(s) found" if findings else f"{args.bundle}: no unsafe constructs found")
-    return 1 if findings else 0
+    result = recognize_bundle(args.bundle)
+    print(result.format())
+    return 0 if result.ok else 1
 
 
 def _pack(args: argparse.Namespace) -> int:
@@ -82,7 +86,9 @@ def _pack(args: argparse.Namespace) -> int:
         print("give both --key and --signer to sign the packed bundle, or neither", file=sys.stderr)
         return 2
     try:
-        out = pack_bundle(args.bundle, args.out, onnx=not args.no_onnx, key=args.key, signer=args.signer)
+        out = pack_bundle(
+            args.bundle, args.out, key=args.key, signer=args.signer, trust_bundle_code=args.trust_bundle_code
+        )
     except (BundleError, ImportError, OSError) as e:
         print(e, file=sys.stderr)
         return 1
@@ -103,25 +109,13 @@ def _unpack(args: argparse.Namespace) -> int:
     return 0
 
 
-def _half(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from unet_med.engines.checkpoint import halve_weights
-
-    path = Path(args.bundle) / "models" / "model.pt"
-    try:
-        out = halve_weights(path)
-    except (FileNotFoundError, ValueError) as e:
-        print(e, file=sys.stderr)
-        return 1
-    print(f"{out}: {out.stat().st_size / 1e6:.1f} MB")
-    return 0
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Adds ``bundle verify|scan|keygen|sign|pack|unpack|half`` to the ``unet-med`` command line."""
-    bundle = subparsers.add_parser("bundle", help="verify, pack and unpack bundles shared between sites")
+    """Adds ``bundle verify|recognize|keygen|sign|pack|unpack`` and the ``bundle_make`` commands."""
+    from unet_med.cli.bundle_make import register_make
+
+    bundle = subparsers.add_parser("bundle", help="make, check, run and share bundles")
     commands = bundle.add_subparsers(dest="bundle_command", required=True)
+    register_make(commands)
 
     verify = commands.add_parser("verify", help="check a bundle folder or zip before trusting it")
     verify.add_argument("bundle", help="bundle folder or packed zip")
@@ -135,11 +129,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     verify.add_argument(
         "--allow-unsigned", action="store_true", help="with --trusted-keys, accept a bundle without any signature"
     )
+    verify.add_argument("--trust-bundle-code", action="store_true", help=_TRUST_HELP)
     verify.set_defaults(func=_verify)
 
-    scan = commands.add_parser("scan", help="static safety scan of the configs and logging.conf only")
-    scan.add_argument("bundle", help="bundle folder")
-    scan.set_defaults(func=_scan)
+    recognize = commands.add_parser("recognize", help="is the bundle exactly what the installed template makes?")
+    recognize.add_argument("bundle", help="bundle folder")
+    recognize.set_defaults(func=_recognize)
 
     keygen = commands.add_parser("keygen", help="make an Ed25519 key pair for signing bundles")
     keygen.add_argument("--private", required=True, help="private key to write (PEM, mode 0600)")
@@ -152,10 +147,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sign.add_argument("--signer", required=True, help='who signs, as receivers will read it: "Name, Hospital"')
     sign.set_defaults(func=_sign)
 
-    pack = commands.add_parser("pack", help="export and zip a bundle with a checksum manifest")
+    pack = commands.add_parser("pack", help="zip a recognised bundle with a checksum manifest")
     pack.add_argument("bundle", help="bundle folder")
     pack.add_argument("out", help="zip file to write")
-    pack.add_argument("--no-onnx", action="store_true", help="leave out models/model.onnx")
+    pack.add_argument("--trust-bundle-code", action="store_true", help=_TRUST_HELP)
     pack.add_argument("--key", default=None, help="sign the packed manifest with this private key (PEM)")
     pack.add_argument("--signer", default=None, help='who signs, with --key: "Name, Hospital"')
     pack.set_defaults(func=_pack)
@@ -164,7 +159,3 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     unpack.add_argument("zip", help="packed bundle")
     unpack.add_argument("dest", help="folder to create")
     unpack.set_defaults(func=_unpack)
-
-    half = commands.add_parser("half", help="store the bundle's models/model.pt in float16")
-    half.add_argument("bundle", help="bundle folder")
-    half.set_defaults(func=_half)

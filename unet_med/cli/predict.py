@@ -8,6 +8,9 @@
 ``--input`` is a NIfTI/NRRD/MetaImage file, a PNG/TIFF (2D bundles), a DICOM series folder, or a folder of any
 of these. Each case is written as ``<case>_seg`` in the input's format (DICOM: NIfTI). A bad case is reported and
 skipped; the exit status is 1 when any case failed, 2 when the bundle or the input path cannot be used.
+
+The bundle is recognised first (:mod:`unet_med.bundle.recognize`): a bundle whose configs are not what the
+installed template makes is refused before anything of it runs, unless ``--trust-bundle-code`` is given.
 """
 
 from __future__ import annotations
@@ -42,7 +45,9 @@ def _predict(args: argparse.Namespace) -> int:
         return 2
     try:
         cases = find_cases(args.input)
-        model = load_bundle(args.bundle, device="cpu", model_file=args.model_file)
+        model = load_bundle(
+            args.bundle, device="cpu", model_file=args.model_file, trust_bundle_code=args.trust_bundle_code
+        )
         predictor = Predictor(
             model,
             device=device,
@@ -146,4 +151,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: the cores this process may use)")
     p.add_argument("--model-file", default=None, help="weights to use instead of <bundle>/models/model.pt")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-case lines for cases that succeed")
+    p.add_argument(
+        "--trust-bundle-code",
+        action="store_true",
+        help="run a bundle that the installed template does not recognise (its configs are code: only on purpose)",
+    )
     p.set_defaults(func=_predict)

@@ -13,6 +13,7 @@ both gaps while using Ignite's own ``Checkpoint.load_objects`` for restoring:
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 from collections.abc import Mapping
@@ -39,18 +40,27 @@ def _unwrap(module: Any) -> Any:
     )
 
 
-def load_state_dict(path: str | os.PathLike, key: str | None = None) -> dict[str, Any]:
+def load_state_dict(path: str | os.PathLike | bytes, key: str | None = None) -> dict[str, Any]:
     """Loads a checkpoint with ``weights_only=True`` (no pickled code runs); returns ``checkpoint[key]`` if given.
+
+    Args:
+        path: the checkpoint file, or its bytes (as read and checked once by
+            :func:`unet_med.bundle.recognize.recognize_bundle`).
+        key: the entry to return.
 
     Raises:
         FileNotFoundError: the file does not exist.
         ValueError: the file is not a loadable weights-only checkpoint, or lacks ``key``.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+    source: Any
+    if isinstance(path, bytes):
+        source, path = io.BytesIO(path), Path("models/model.pt (checked bytes)")
+    else:
+        path = source = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(source, map_location="cpu", weights_only=True)
     except Exception as e:  # unpickling errors, truncation, non-tensor payloads
         raise ValueError(f"{path}: not a weights-only checkpoint ({e.__class__.__name__}: {e})") from e
     if key is not None:
@@ -89,7 +99,7 @@ def halve_weights(path: str | os.PathLike, out: str | os.PathLike | None = None)
 
 
 def load_network(
-    network: torch.nn.Module, path: str | os.PathLike, device: str | torch.device = "cpu"
+    network: torch.nn.Module, path: str | os.PathLike | bytes, device: str | torch.device = "cpu"
 ) -> torch.nn.Module:
     """Loads weights from ``path`` (a state dict, or a checkpoint with a ``"model"`` entry) with
     ``weights_only=True`` into ``network``, moves it to ``device`` and returns it in eval mode."""

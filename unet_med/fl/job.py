@@ -37,8 +37,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from unet_med.bundle.manifest import BundleError
-from unet_med.bundle.scan import scan_bundle
+from unet_med.bundle.recognize import require_recognized
 from unet_med.utils.io import atomic_write_json
 
 __all__ = [
@@ -300,6 +299,7 @@ def write_job(
     wait_time_after_min_received: int = 10,
     key_metric: str = "val_mean_dice",
     name: str | None = None,
+    trust_bundle_code: bool = False,
 ) -> Path:
     """Writes a FLARE job folder that trains ``bundle_dir`` with FedAvg across ``sites`` sites. Returns ``out_dir``.
 
@@ -327,10 +327,12 @@ def write_job(
         wait_time_after_min_received: seconds the server waits for late sites once ``min_clients`` have answered.
         key_metric: the validation metric each site reports before training.
         name: the job name (default: the bundle folder's name + ``_fedavg``).
+        trust_bundle_code: write a job for a bundle the installed template does not recognise (custom code).
 
     Raises:
         ValueError: a bad count, aggregation, noise or override, or weights that must fit and do not.
-        BundleError: the bundle fails the static safety scan (every site would run its configs).
+        BundleError: the bundle is not what the installed template makes (every site would run its configs) and
+            ``trust_bundle_code`` is not set.
         FileExistsError: ``out_dir`` exists and is not empty.
     """
     bundle = Path(bundle_dir).resolve()
@@ -360,9 +362,7 @@ def write_job(
     for required in ("configs/train.json", "configs/evaluate.json", "configs/metadata.json"):
         if not (bundle / required).is_file():
             raise ValueError(f"{bundle}: {required} not found")
-    findings = scan_bundle(bundle)
-    if findings:
-        raise BundleError(f"{bundle}: unsafe constructs; every site would run them", [str(f) for f in findings])
+    require_recognized(bundle, trust_bundle_code=trust_bundle_code, weights=False)  # every site would run it
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise FileExistsError(f"{out} exists and is not empty")
 

@@ -26,16 +26,14 @@ import torch
 from monai.bundle import ConfigParser
 from monai.transforms import Compose
 
+from unet_med.bundle.manifest import BundleError
+from unet_med.bundle.recognize import require_recognized
 from unet_med.engines.checkpoint import load_network
 
 __all__ = ["BundleError", "BundleModel", "load_bundle"]
 
 _INFERENCE_CONFIG = "inference.json"
 _LABELS_STEP = "unet_med.inference.ScoresToLabelsd"
-
-
-class BundleError(ValueError):
-    """A bundle folder lacks a file or a setting that inference needs."""
 
 
 @dataclasses.dataclass
@@ -99,26 +97,39 @@ def load_bundle(
     device: str | torch.device = "cpu",
     model_file: str | os.PathLike | None = None,
     overrides: dict[str, Any] | None = None,
+    trust_bundle_code: bool = False,
 ) -> BundleModel:
     """Reads a bundle's configs and metadata, builds its network and loads the weights (``weights_only=True``).
+
+    The bundle must first be recognised (:func:`unet_med.bundle.recognize.require_recognized`): its configs must be
+    what the installed template makes from its task description. The configs and weights used are the bytes that
+    were checked, so a file changed after the check is not what runs.
 
     Args:
         bundle_dir: the bundle folder (holding ``configs/`` and ``models/``).
         device: where the network is placed.
         model_file: weights to load instead of ``models/model.pt``.
         overrides: config ids to override before parsing, e.g. ``{"patch_size": [96, 96, 96]}``.
+        trust_bundle_code: accept a bundle that is not recognised (its configs are then evaluated as they are).
 
     Raises:
-        BundleError: a config, the metadata or the weights are missing or inconsistent.
+        BundleError: the bundle is not recognised, or a config, the metadata or the weights are missing or
+            inconsistent.
     """
     root = Path(bundle_dir).resolve()
     configs = root / "configs"
     if not configs.is_dir():
         raise BundleError(f"{root}: not a bundle folder (no configs/)")
-    meta = _metadata(configs)
+    recognised = require_recognized(root, trust_bundle_code=trust_bundle_code, weights=model_file is None)
     parser = ConfigParser()
-    parser.read_config(str(_config_file(configs)))
-    parser.read_meta(str(configs / "metadata.json"))
+    if recognised.ok:
+        meta = json.loads(recognised.files["configs/metadata.json"])
+        parser.read_config(recognised.config("inference.json"))
+        parser.read_meta(meta)
+    else:  # custom code, accepted on purpose
+        meta = _metadata(configs)
+        parser.read_config(str(_config_file(configs)))
+        parser.read_meta(str(configs / "metadata.json"))
     parser["bundle_root"] = str(root)
     parser["ckpt_dir"] = str(root / "models")
     parser["device"] = str(device)
@@ -146,7 +157,9 @@ def load_bundle(
     if "network_def" not in parser:
         raise BundleError(f"{root}: configs define no network_def")
     network = parser.get_parsed_content("network_def")
-    weights = Path(model_file) if model_file is not None else root / "models" / "model.pt"
+    weights: Path | bytes = Path(model_file) if model_file is not None else root / "models" / "model.pt"
+    if model_file is None and recognised.weights is not None:
+        weights = recognised.weights
     try:
         network = load_network(network, weights, device)
     except FileNotFoundError as e:

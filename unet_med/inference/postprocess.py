@@ -216,13 +216,13 @@ class InvertToInputd(MapTransform):
 class SaveImageLikeInputd(MapTransform):
     """Writes each ``pred`` (``(1, *spatial)`` labels on the input's grid) to ``output_dir/<case>_seg<suffix>``.
 
-    (Named like MONAI's ``SaveImaged`` on purpose: MONAI Deploy's bundle operator drops transforms whose names
-    contain ``SaveImage`` and returns the mask in memory instead.)
+    (Named like MONAI's ``SaveImaged`` on purpose: MONAI Deploy's bundle operator drops transforms whose
+    names contain ``SaveImage`` and returns the mask in memory instead.)
 
     The case name and format come from the input file (``image``'s ``filename_or_obj``): NIfTI, NRRD and MetaImage
     keep their format, DICOM series become NIfTI, pictures PNG or TIFF. A multi-channel case read from one file per
-    channel (nnU-Net's ``case_0000``, ``case_0001``, ...) is named ``case_seg``. The file is written atomically; the path
-    is stored under ``"<key>_file"``.
+    channel (nnU-Net's ``case_0000``, ``case_0001``, ...) is named ``case_seg``. The file is written atomically;
+    the path is stored under ``"<key>_file"``.
 
     Args:
         keys: the mask keys (``"pred"``).
