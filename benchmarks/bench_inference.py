@@ -5,6 +5,9 @@ Compared on the same volume, window (96^3) and overlap (0.5), batch of 4 windows
 - ``monai``: ``monai.inferers.sliding_window_inference`` (its defaults otherwise: constant blending) over
   ``BasicUNet(3, 1, 2, features=(32, 32, 64, 128, 256, 32))`` in fp32 under ``torch.no_grad``, then argmax. The
   volume is already in memory; loading and writing are not timed.
+- ``monai-bundle-run``: the same bundle's ``configs/inference.json`` through MONAI's own runner
+  (``monai.bundle run``), which runs the same inferer and post-processing components as ``ours``; timed from the
+  command's start (parsing the config, building the workflow) to the mask on disk.
 - ``ours-fp32`` and ``ours``: :class:`unet_med.inference.Predictor` (what ``unet-med predict`` runs for each case)
   from a temporary bundle whose ``network_def`` is the same network (``UNet`` with BasicUNet's widths, instance
   norm and LeakyReLU; BasicUNet's weights copied in), in fp32 and with the default precision (bf16 on this CPU).
@@ -107,36 +110,28 @@ class NetTimer:
 
 
 def make_bench_bundle(root: Path) -> Path:
-    """A bundle whose network is ``UNet`` with BasicUNet's widths and layers, holding BasicUNet's weights."""
+    """A bundle whose network is ``UNet`` with BasicUNet's widths and layers, holding BasicUNet's weights.
+
+    Its configs are the template's (from the reference bundle's task with BasicUNet's widths, a 96^3 window and
+    two classes), with two changes no task can express: BasicUNet's LeakyReLU, and no intensity change (the raw
+    volume, as the MONAI path gets it). So it is custom code, run with ``trust_bundle_code``.
+    """
     from bench_network import ACT, NORM, OURS_FEATURES
 
-    (root / "configs").mkdir(parents=True, exist_ok=True)
-    (root / "models").mkdir(exist_ok=True)
-    config = {
-        "spatial_dims": 3,
-        "in_channels": 1,
-        "num_classes": 2,
-        "patch_size": [ROI] * 3,
-        "network_def": {
-            "_target_": "unet_med.networks.UNet",
-            "spatial_dims": 3,
-            "in_channels": 1,
-            "out_channels": 2,
-            "features": list(OURS_FEATURES),
-            "norm": list(NORM),
-            "act": list(ACT),
-        },
-        "preprocessing": {  # the raw volume, as the MONAI path gets it
-            "_target_": "unet_med.transforms.preprocessing",
-            "keys": ["image"],
-            "modality": "none",
-            "pixdim": None,
-            "orientation": None,
-        },
-    }
-    (root / "configs" / "train.json").write_text(json.dumps(config, indent=1))
-    meta = {"name": "bench", "network_data_format": {"inputs": {"image": {"num_channels": 1}}}}
-    (root / "configs" / "metadata.json").write_text(json.dumps(meta))
+    from unet_med.bundle.build import new_bundle
+
+    task = json.loads((REPO / "bundles" / "unet" / "configs" / "task.json").read_text())
+    task["classes"] = ["background", "foreground"]
+    task["network"] = {"features": list(OURS_FEATURES)}
+    task["patch_size"] = [ROI] * 3
+    task["preprocessing"] = {"pixdim": None}
+    task["training"].pop("demo", None)
+    new_bundle(task, root)
+    inference = json.loads((root / "configs" / "inference.json").read_text())
+    inference["network_def"].update(norm=list(NORM), act=list(ACT))
+    inference["preprocessing"].update(modality="none", orientation=None)
+    inference.update(overlap=OVERLAP, sw_batch_size=SW_BATCH)
+    (root / "configs" / "inference.json").write_text(json.dumps(inference, indent=4))
     _, ours = build_networks()
     torch.save(ours.state_dict(), root / "models" / "model.pt")
     return root
@@ -161,7 +156,8 @@ def worker_ours(volume: Path, bundle: Path, precision: str, out: Path) -> dict[s
     from unet_med.inference import Predictor, load_bundle
     from unet_med.inference.runtime import glibc_malloc_kept
 
-    predictor = Predictor(load_bundle(bundle), precision=precision, overlap=OVERLAP, sw_batch_size=SW_BATCH)
+    model = load_bundle(bundle, trust_bundle_code=True)
+    predictor = Predictor(model, precision=precision, overlap=OVERLAP, sw_batch_size=SW_BATCH)
     timer = NetTimer(predictor.model.network)
     with glibc_malloc_kept(release=False):  # as `unet-med predict` runs its cases
         result = predictor.predict_case(volume, out.parent / f"{out.stem}_dir")
@@ -175,6 +171,19 @@ def worker_ours(volume: Path, bundle: Path, precision: str, out: Path) -> dict[s
         "windows": timer.windows,
         "precision": str(predictor.dtype).replace("torch.", ""),
     }
+
+
+def worker_monai_run(volume: Path, bundle: Path, out: Path) -> dict[str, Any]:
+    """``python -m monai.bundle run --config_file <bundle>/configs/inference.json`` (MONAI's own runner, the same
+    inferer and post-processing as ``ours``), timed from the command's start to the mask on disk."""
+    from monai.bundle.scripts import run
+
+    start = time.perf_counter()
+    run(config_file=str(bundle / "configs" / "inference.json"), input=str(volume), output_dir=str(out.parent / "run"))
+    seconds = time.perf_counter() - start
+    (mask,) = list((out.parent / "run").glob("*_seg.nii.gz"))
+    np.save(out, np.asarray(nib.load(mask).dataobj))
+    return {"seconds": seconds, "net_seconds": float("nan"), "windows": 0}
 
 
 def worker_memory(volume: Path, out_dir: Path) -> dict[str, Any]:
@@ -233,6 +242,8 @@ def worker_main(args: list[str]) -> None:
         result = worker_monai(Path(rest[0]), Path(rest[1]))
     elif kind == "ours":
         result = worker_ours(Path(rest[0]), Path(rest[1]), rest[2], Path(rest[3]))
+    elif kind == "monai-run":
+        result = worker_monai_run(Path(rest[0]), Path(rest[1]), Path(rest[2]))
     elif kind == "memory":
         result = worker_memory(Path(rest[0]), Path(rest[1]))
     elif kind == "agree":
@@ -292,15 +303,18 @@ def main(argv: list[str] | None = None) -> int:
             volumes[f"SarcomaCT STS_002 {'x'.join(map(str, img.shape))}"] = real
         for name, path in volumes.items():
             entry: dict[str, Any] = {"voxels": int(np.prod(nib.load(path).shape))}
-            configs = [("ours", "auto"), ("ours-fp32", "fp32")] + ([] if args.skip_monai else [("monai", "fp32")])
+            configs = [("ours", "auto"), ("monai-bundle-run", "auto"), ("ours-fp32", "fp32")]
+            configs += [] if args.skip_monai else [("monai", "fp32")]
             for label, precision in configs:
                 out = tmp / f"{label}.npy"
                 if label == "monai":
                     r = run_worker("monai", str(path), str(out))
+                elif label == "monai-bundle-run":
+                    r = run_worker("monai-run", str(path), str(bundle), str(out))
                 else:
                     r = run_worker("ours", str(path), str(bundle), precision, str(out))
                 r["voxels_per_s"] = entry["voxels"] / r["seconds"]
-                r["net_gflops"] = report["gflop_per_window"] * r["windows"] / r["net_seconds"]
+                r["net_gflops"] = report["gflop_per_window"] * r["windows"] / r["net_seconds"] if r["windows"] else 0
                 entry[label] = r
                 print(f"{name}: {label}: {r['seconds']:.1f} s, net {r['net_seconds']:.1f} s, {r['windows']} windows, "
                       f"{r['net_gflops']:.0f} GFLOP/s, peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)  # fmt: skip

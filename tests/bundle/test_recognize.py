@@ -13,6 +13,8 @@ import json
 import os
 import pickle
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -111,9 +113,11 @@ def _python_file_at_root(b: Path, c: Path) -> str:
 
 
 def _logging_interpolation(b: Path, c: Path) -> str:
+    """MONAI 1.6.1 checks ``args=`` raw (a literal string here); ``fileConfig`` interpolates it into code first."""
     conf = b / "configs" / "logging.conf"
-    text = conf.read_text().replace("args=(sys.stdout,)", "args=%(payload)s")
-    conf.write_text(text.replace("[loggers]", f"[DEFAULT]\npayload=({_touch(c)}, sys.stdout)\n\n[loggers]"))
+    payload = f"x=', {_touch(c)}, '"
+    text = conf.read_text().replace("args=(sys.stdout,)", "args=('%(x)s',)").replace("%(", "%%(")
+    conf.write_text(f"[DEFAULT]\n{payload}\n\n" + text.replace("('%%(x)s',)", "('%(x)s',)"))
     return "configs/logging.conf: not byte-equal"
 
 
@@ -256,6 +260,15 @@ def test_the_payloads_are_live_when_code_is_trusted(attack, tmp_path, case):
     args = ["bundle", "run", str(bundle), "inferring", "--trust-bundle-code"]
     with contextlib.suppress(Exception):  # a payload may break the run after it has run
         main([*args, "--input", str(case), "--output_dir", str(tmp_path / "out"), "--device", "cpu"])
+    assert canary.exists()
+
+
+def test_the_logging_payload_passes_monai_own_check_and_runs(tmp_path):
+    """The hole reported in docs/sharing-bundles.md: MONAI's validated logging path runs the payload."""
+    bundle, canary, _ = _planted(tmp_path, "logging.conf interpolation")
+    code = "import sys; from monai.bundle.workflows import _apply_logging_file; _apply_logging_file(sys.argv[1])"
+    # in a child process: fileConfig replaces this process's logging; the handler's constructor then fails
+    subprocess.run([sys.executable, "-c", code, str(bundle / "configs" / "logging.conf")], capture_output=True)
     assert canary.exists()
 
 

@@ -155,7 +155,7 @@ def test_refuses_a_non_empty_folder_and_an_unsafe_bundle(tiny_bundle: Path, tmp_
     train = json.loads((tiny_bundle / "configs" / "train.json").read_text())
     train["seed"] = "$__import__('os').system('echo pwned')"
     (tiny_bundle / "configs" / "train.json").write_text(json.dumps(train))
-    with pytest.raises(BundleError, match="unsafe"):
+    with pytest.raises(BundleError, match="--trust-bundle-code"):
         write_job(tiny_bundle, tmp_path / "job2", sites=2, rounds=1)
     assert not (tmp_path / "job2").exists()
 

@@ -48,8 +48,10 @@ def test_bad_bundle_folders(tmp_path):
     with pytest.raises(BundleError, match="no configs"):
         load_bundle(tmp_path)
     (tmp_path / "configs").mkdir()
-    with pytest.raises(BundleError, match=r"metadata\.json"):
+    with pytest.raises(BundleError, match=r"configs/task\.json: missing"):  # not made by the template: refused
         load_bundle(tmp_path)
+    with pytest.raises(BundleError, match=r"metadata\.json: missing"):
+        load_bundle(tmp_path, trust_bundle_code=True)
 
 
 def test_bf16_masks_agree_with_fp32(case):
