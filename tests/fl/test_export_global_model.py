@@ -39,9 +39,12 @@ def test_export_writes_a_new_bundle_version(tmp_path: Path):
         k: v for k, v in old.items() if k not in ("version", "changelog")
     }
     for config in (UNET / "configs").iterdir():
-        if config.name != "metadata.json":
+        if config.name not in ("metadata.json", "task.json"):  # the new version goes through the task
             assert (out / "configs" / config.name).read_bytes() == config.read_bytes()
     assert (out / "LICENSE").is_file() and (out / "docs" / "README.md").is_file()
+    from unet_med.bundle.recognize import recognize_bundle
+
+    assert recognize_bundle(out).ok  # a normal bundle: it passes recognition (and so verify) like any other
     with pytest.raises(FileExistsError):
         export_global_model(tmp_path / "ws", UNET, out, rounds=3, sites=2)
 

@@ -12,7 +12,6 @@ Example::
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -22,7 +21,10 @@ from typing import Any
 
 import torch
 
-from unet_med.utils.io import atomic_write_json
+from unet_med.bundle.build import build_bundle
+from unet_med.bundle.task import load_task
+from unet_med.bundle.template import config_text
+from unet_med.utils.io import atomic_path
 
 __all__ = ["GLOBAL_MODEL_FILE", "bump_version", "export_global_model", "find_global_model", "weights_mismatch"]
 
@@ -132,7 +134,7 @@ def export_global_model(
         raise FileExistsError(f"{out} exists")
     source = find_global_model(workspace_or_model_file)
     state = _state_dict(source)
-    net = bundle_parser(bundle).get_parsed_content("network_def")
+    net = bundle_parser(bundle, [bundle / "configs" / "train.json"]).get_parsed_content("network_def")
     problem = weights_mismatch(net, state)
     if problem:
         raise ValueError(
@@ -141,8 +143,8 @@ def export_global_model(
     net.load_state_dict(state)
     weights = {k: v.detach().clone().contiguous() for k, v in net.state_dict().items()}
 
-    meta = json.loads((bundle / "configs" / "metadata.json").read_text(encoding="utf-8"))
-    old = str(meta.get("version", "0.0.0"))
+    task = load_task(bundle)  # the new version and changelog go into the task; the template writes the metadata
+    old = str(task["card"]["version"])
     version = bump_version(old, bump)
     if isinstance(sites, int):
         who = f"{sites} sites"
@@ -152,8 +154,8 @@ def export_global_model(
         f"Federated training with NVIDIA FLARE (FedAvg, monai-nvflare MonaiAlgo): {rounds} round(s) across {who}, "
         f"starting from the {old} bundle; weights only changed, configs as in {old}."
     )
-    meta["version"] = version
-    meta["changelog"] = {version: entry, **dict(meta.get("changelog") or {})}
+    task["card"]["version"] = version
+    task["card"]["changelog"] = {version: entry, **dict(task["card"].get("changelog") or {})}
 
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -162,7 +164,9 @@ def export_global_model(
             dst = stage / src.relative_to(bundle)
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dst)
-        atomic_write_json(stage / "configs" / "metadata.json", meta, indent=4)
+        with atomic_path(stage / "configs" / "task.json") as tmp:
+            tmp.write_text(config_text(task), encoding="utf-8")
+        build_bundle(stage)  # metadata.json (version, changelog) as the template makes it
         (stage / "models").mkdir(exist_ok=True)
         torch.save(weights, stage / "models" / "model.pt")
         os.replace(stage, out)

@@ -260,7 +260,7 @@ def _weights_fit(bundle_dir: Path, weights: Path, overrides: Mapping[str, Any]) 
     from unet_med.engines.checkpoint import load_state_dict
     from unet_med.fl.export import weights_mismatch
 
-    parser = bundle_parser(bundle_dir)
+    parser = bundle_parser(bundle_dir, [Path(bundle_dir) / "configs" / "train.json"])  # what the sites train
     parser.update(dict(overrides))
     net = parser.get_parsed_content("network_def")
     if not isinstance(net, torch.nn.Module):
