@@ -114,8 +114,7 @@ def _fedavg(work: Path, splits: dict[str, list], validation: list, epochs: int, 
         for kwargs in (algo["args"]["train_kwargs"], algo["args"]["eval_kwargs"]):
             kwargs.update(dataset_dir=str(DATA), datalist_file=str(site_list))
         client.write_text(json.dumps(config, indent=2))
-    shutil.rmtree(job / "app")
-    meta["deploy_map"] = {f"app_{site}": [site] for site in SITES}
+    meta["deploy_map"] = {"app": ["server"], **{f"app_{site}": [site] for site in SITES}}
     (job / "meta.json").write_text(json.dumps(meta, indent=2))
 
     start = time.perf_counter()

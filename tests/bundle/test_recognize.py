@@ -293,3 +293,16 @@ def test_a_regenerated_bundle_with_a_changed_task_is_recognised(tmp_path):
     assert not recognize_bundle(bundle).ok
     build_bundle(bundle)
     assert recognize_bundle(bundle).ok
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "bundles").iterdir() if p.is_dir()))
+def test_every_shipped_bundle_signs_packs_unpacks_and_is_recognised(name, tmp_path):
+    from unet_med.bundle.pack import pack_bundle, unpack_bundle
+    from unet_med.bundle.signing import generate_key, verify_signature
+
+    (tmp_path / "trusted").mkdir()
+    generate_key(tmp_path / "k.pem", tmp_path / "trusted" / "k.pem")
+    archive = pack_bundle(REPO / "bundles" / name, tmp_path / f"{name}.zip", key=tmp_path / "k.pem", signer="Dr A")
+    received = unpack_bundle(archive, tmp_path / "received" / name)
+    assert verify_signature(received, tmp_path / "trusted").ok
+    assert recognize_bundle(received).ok, recognize_bundle(received).format()

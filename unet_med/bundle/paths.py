@@ -13,6 +13,7 @@ import ast
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
 
 __all__ = ["locate_bundle_root"]
 
@@ -41,7 +42,7 @@ def _workflow_config_root() -> Path | None:
         from monai.bundle import ConfigWorkflow
     except ImportError:  # pragma: no cover - MONAI is a dependency
         return None
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None:
         owner = frame.f_locals.get("self")
         if isinstance(owner, ConfigWorkflow) and getattr(owner, "config_root_path", None) is not None:

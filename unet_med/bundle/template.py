@@ -33,7 +33,7 @@ __all__ = ["CONFIG_FILES", "LOGGING_CONF", "PINS", "SCHEMA_URL", "config_text", 
 #: The MONAI bundle metadata schema the metadata follows.
 SCHEMA_URL = "https://github.com/Project-MONAI/MONAI-extra-test-data/releases/download/0.8.1/meta_schema_20240725.json"
 #: Exact versions the bundles are made and tested with (the metadata's pins).
-PINS = {
+PINS: dict[str, Any] = {
     "monai": "1.6.1",
     "torch": "2.13.0",
     "numpy": "2.4.6",

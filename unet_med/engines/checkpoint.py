@@ -109,7 +109,8 @@ def load_network(
     try:
         network.load_state_dict(state)
     except RuntimeError as e:
-        raise ValueError(f"{path}: weights do not fit the network: {e}") from e
+        where = "the checked weights" if isinstance(path, bytes) else str(path)
+        raise ValueError(f"{where}: weights do not fit the network: {e}") from e
     return network.to(device).eval()
 
 

@@ -163,7 +163,7 @@ def load_bundle(
     try:
         network = load_network(network, weights, device)
     except FileNotFoundError as e:
-        raise BundleError(f"{weights}: missing; the bundle has no trained weights") from e
+        raise BundleError(f"{model_file or root / 'models' / 'model.pt'}: missing; no trained weights") from e
     except ValueError as e:
         raise BundleError(str(e)) from e
 
