@@ -100,7 +100,10 @@ def _fedavg(work: Path, splits: dict[str, list], validation: list, epochs: int, 
     from unet_med.fl import export_global_model, simulate, write_job
 
     job = work / f"job_{label}"
-    write_job(BUNDLE, job, sites=len(SITES), rounds=epochs, local_epochs=1, train_timeout=3600)
+    # from a random initialisation, as the centralised and single-site runs (not from the shipped weights)
+    write_job(
+        BUNDLE, job, sites=len(SITES), rounds=epochs, local_epochs=1, train_timeout=3600, start_from_weights=False
+    )
     # one app per simulated site, whose datalist names only that site's cases (a real site sets its environment)
     meta = json.loads((job / "meta.json").read_text())
     shares = np.array_split(np.arange(len(validation)), len(SITES))
