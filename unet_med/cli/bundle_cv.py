@@ -79,7 +79,7 @@ def _cv_report(args: argparse.Namespace) -> int:
 
 
 def _ensemble(args: argparse.Namespace) -> int:
-    from unet_med.bundle.ensemble import ship_ensemble
+    from unet_med.bundle.ship_ensemble import ship_ensemble
 
     try:
         written = ship_ensemble(args.bundle, parse_folds(args.folds), max_bytes=int(args.max_mb * 1e6))
