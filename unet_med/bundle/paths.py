@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-__all__ = ["locate_bundle_root"]
+__all__ = ["locate_bundle_root", "run_dir", "weights_dir"]
 
 
 def _config_files_from_argv(argv: Sequence[str]) -> list[str]:
@@ -74,3 +74,17 @@ def locate_bundle_root(argv: Sequence[str] | None = None) -> str:
             "or set bundle_root explicitly (--bundle_root BUNDLE, or parser['bundle_root'] = BUNDLE)"
         )
     return str(folder.parent if folder.name == "configs" else folder)
+
+
+def run_dir(bundle_root: str, fold: int | None = None) -> str:
+    """Where a training run writes its logs and split: ``<bundle>/runs``, or ``<bundle>/runs/fold{k}`` for
+    cross-validation fold ``k`` (so folds never overwrite each other)."""
+    runs = f"{bundle_root}/runs"
+    return runs if fold is None else f"{runs}/fold{int(fold)}"
+
+
+def weights_dir(bundle_root: str, fold: int | None = None) -> str:
+    """Where a training run writes ``model.pt`` and ``last.pt``: ``<bundle>/models``, or
+    ``<bundle>/runs/fold{k}/models`` for fold ``k`` (a fold's weights are local outputs until
+    ``unet-med bundle ensemble`` copies them into ``models/``)."""
+    return f"{bundle_root}/models" if fold is None else f"{run_dir(bundle_root, fold)}/models"

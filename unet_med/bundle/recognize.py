@@ -11,7 +11,9 @@ Anything else is *custom code*, listed by file and key:
 - a config, ``metadata.json`` or ``logging.conf`` that differs from the template's (an extra key, a changed ``$``
   expression, a ``_target_`` or ``%`` macro the template does not write);
 - a task description or datalist that is not plain data (schema, duplicate keys, paths leaving the data folder);
-- weights that are not a weights-only state dict of exactly the template network's keys and shapes.
+- weights that are not a weights-only state dict of exactly the template network's keys and shapes (each member
+  of a fold ensemble, ``models/model_fold{i}.pt``, checked like ``models/model.pt``; only the members the task's
+  ``inference.ensemble`` names are allowed).
 
 Nothing from the bundle is evaluated, imported or unpickled before the configs are recognised: the configs are
 read as bytes and JSON, and only then are the weights loaded with ``torch.load(weights_only=True)`` from the bytes
@@ -54,7 +56,7 @@ TRUST_FLAG = "--trust-bundle-code"
 ALLOWED_FILES: dict[str, Any] = {
     ".": {"LICENSE", MANIFEST, SIGNATURE},
     "configs": {"task.json", "datalist.json"},  # plus the template's files
-    "models": {"model.pt"},
+    "models": {"model.pt"},  # plus model_fold1.pt .. for the members of a fold ensemble (inference.ensemble)
     "docs": (".md", ".txt", ".png", ".jpg", ".jpeg"),
 }
 #: What training and inference write into a bundle folder locally; never read as code, so not checked.
@@ -76,6 +78,8 @@ class Recognition:
         task: the validated task description, when it is one.
         files: the bytes of every config read (``configs/<name>`` -> bytes), as checked.
         weights: the bytes of ``models/model.pt`` as checked (``None`` when not read).
+        member_weights: the bytes of the other members of a fold ensemble (``model_fold1.pt`` -> bytes), as
+            checked, in member order.
     """
 
     root: Path
@@ -83,6 +87,7 @@ class Recognition:
     task: dict[str, Any] | None = None
     files: dict[str, bytes] = field(default_factory=dict)
     weights: bytes | None = None
+    member_weights: dict[str, bytes] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -121,7 +126,13 @@ def _read(path: Path, limit: int) -> bytes:
     return data
 
 
-def _layout(root: Path, template_files: set[str]) -> list[str]:
+def _model_names(task: dict[str, Any] | None) -> list[str]:
+    """The weights files a bundle holds: ``model.pt``, then the other members of its fold ensemble."""
+    members = int(((task or {}).get("inference") or {}).get("ensemble", 1))
+    return ["model.pt"] + [f"model_fold{i}.pt" for i in range(1, members)]
+
+
+def _layout(root: Path, template_files: set[str], models: list[str] | None = None) -> list[str]:
     """Every file or folder outside the allowed set (links included), by relative path."""
     problems = []
     for path in sorted(root.rglob("*")):
@@ -142,6 +153,8 @@ def _layout(root: Path, template_files: set[str]) -> list[str]:
             allowed = name.lower().endswith(ALLOWED_FILES["docs"])
         elif folder == "configs":
             allowed = name in ALLOWED_FILES["configs"] or name in template_files
+        elif folder == "models":
+            allowed = name in (models or ALLOWED_FILES["models"])
         else:
             allowed = name in ALLOWED_FILES.get(folder, set())
         if not path.is_file():
@@ -225,7 +238,7 @@ def _datalist_problems(data: bytes) -> list[str]:
     return problems[:_MAX_DIFFS]
 
 
-def _weights_problems(data: bytes, inference: dict[str, Any]) -> list[str]:
+def _weights_problems(data: bytes, inference: dict[str, Any], name: str = "model.pt") -> list[str]:
     """The weights as data: a weights-only state dict whose keys and shapes are the template network's."""
     import torch
     from monai.bundle import ConfigParser
@@ -233,11 +246,11 @@ def _weights_problems(data: bytes, inference: dict[str, Any]) -> list[str]:
     try:
         state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as e:  # anything but plain tensors in plain containers is refused by the loader
-        return [f"models/model.pt: not a weights-only state dict ({type(e).__name__}: {str(e).splitlines()[0][:200]})"]
+        return [f"models/{name}: not a weights-only state dict ({type(e).__name__}: {str(e).splitlines()[0][:200]})"]
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        return ["models/model.pt: not a mapping of parameter names to tensors"]
+        return [f"models/{name}: not a mapping of parameter names to tensors"]
     parser = ConfigParser({k: inference[k] for k in ("spatial_dims", "in_channels", "num_classes", "features")})
     parser["network_def"] = inference["network_def"]  # the template's own network, recognised above
     expected = {k: tuple(v.shape) for k, v in parser.get_parsed_content("network_def").state_dict().items()}
@@ -248,15 +261,15 @@ def _weights_problems(data: bytes, inference: dict[str, Any]) -> list[str]:
         ("missing", [k for k in expected if k not in actual]),
     ):
         if keys:
-            problems.append(f"models/model.pt: {len(keys)} tensor(s) {what} ({', '.join(keys[:3])}, ...)")
+            problems.append(f"models/{name}: {len(keys)} tensor(s) {what} ({', '.join(keys[:3])}, ...)")
     problems += [
-        f"models/model.pt: {k} has shape {list(actual[k])}, the network {list(expected[k])}"
+        f"models/{name}: {k} has shape {list(actual[k])}, the network {list(expected[k])}"
         for k in expected
         if k in actual and actual[k] != expected[k]
     ]
     bad_types = sorted({str(v.dtype) for v in state.values() if not v.is_floating_point() and v.dtype != torch.int64})
     if bad_types:
-        problems.append(f"models/model.pt: tensors of type {bad_types}")
+        problems.append(f"models/{name}: tensors of type {bad_types}")
     return problems[:_MAX_DIFFS]
 
 
@@ -289,7 +302,7 @@ def recognize_bundle(bundle_dir: str | os.PathLike, weights: bool = True) -> Rec
         result.problems += [p if p.startswith("configs/") else f"configs/task.json: {p}" for p in problems]
         result.problems += _layout(root, set())
         return result
-    result.problems += _layout(root, set(rendered))
+    result.problems += _layout(root, set(rendered), _model_names(result.task))
     for name, text in rendered.items():
         path = root / "configs" / name
         if path.is_symlink() or not path.is_file():
@@ -311,15 +324,21 @@ def recognize_bundle(bundle_dir: str | os.PathLike, weights: bool = True) -> Rec
         except (ValueError, OSError) as e:
             result.problems.append(f"configs/datalist.json: {e}")
     if weights and result.ok:  # only a recognised bundle's weights are unpickled (weights_only)
-        model = root / "models" / "model.pt"
-        if model.is_symlink() or not model.is_file():
-            result.problems.append("models/model.pt: missing")
-        else:
+        for name in _model_names(result.task):
+            model = root / "models" / name
+            if model.is_symlink() or not model.is_file():
+                result.problems.append(f"models/{name}: missing")
+                continue
             try:
-                result.weights = _read(model, MAX_WEIGHTS_BYTES)
-                result.problems += _weights_problems(result.weights, result.config("inference.json"))
+                data = _read(model, MAX_WEIGHTS_BYTES)
+                result.problems += _weights_problems(data, result.config("inference.json"), name)
             except (ValueError, OSError) as e:
-                result.problems.append(f"models/model.pt: {e}")
+                result.problems.append(f"models/{name}: {e}")
+                continue
+            if name == "model.pt":
+                result.weights = data
+            else:
+                result.member_weights[name] = data
     return result
 
 

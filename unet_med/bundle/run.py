@@ -27,7 +27,8 @@ from unet_med.bundle.template import LOGGING_CONF
 
 __all__ = ["WORKFLOWS", "run_bundle"]
 
-#: Workflow -> (config files merged in order, MONAI workflow type, whether it loads ``models/model.pt``).
+#: Workflow -> (config files merged in order, MONAI workflow type, whether it loads ``models/model.pt`` and, for a
+#: fold ensemble, the other members beside it).
 WORKFLOWS: dict[str, tuple[tuple[str, ...], str, bool]] = {
     "inferring": (("inference.json",), "infer", True),
     "evaluating": (("train.json", "evaluate.json"), "train", True),
@@ -93,6 +94,8 @@ def run_bundle(
             if needs_weights and recognised.weights is not None and "model_file" not in overrides:
                 weights = Path(private) / "model.pt"
                 weights.write_bytes(recognised.weights)
+                for name, data in recognised.member_weights.items():  # a fold ensemble's other members
+                    (Path(private) / name).write_bytes(data)
                 wf.parser["model_file"] = str(weights)
             wf.parser.update(overrides)
             logging.config.fileConfig(io.StringIO(LOGGING_CONF), disable_existing_loggers=False)

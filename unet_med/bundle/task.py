@@ -111,8 +111,10 @@ TASK_SCHEMA: dict[str, Any] = {
                         },
                     ),
                     "datalist": {"type": "boolean"},
+                    "num_folds": {"type": "integer", "minimum": 2, "maximum": 20},
                 }
             ),
+            "inference": _obj({"ensemble": {"type": "integer", "minimum": 1, "maximum": 16}}),
             "postprocessing": _obj(
                 {
                     "keep_largest_component": {"type": "array", "items": _POS_INT, "maxItems": 254},

@@ -113,8 +113,10 @@ def with_defaults(task: dict[str, Any]) -> dict[str, Any]:
         "augmentation": "microscopy" if micro else "volume",
         "demo": None,
         "datalist": False,
+        "num_folds": 5,
         **task.get("training", {}),
     }
+    task["inference"] = {"ensemble": 1, **task.get("inference", {})}
     task["postprocessing"] = {
         "keep_largest_component": [],
         "instances_min_size": 8 if instances else None,
@@ -224,6 +226,8 @@ def _datalist(t: dict[str, Any]) -> dict[str, Any]:
         "spatial_dims": "@spatial_dims",
         "cache_dir": "@cache_dir",
         "seed": "@seed",
+        "fold": "@fold",
+        "num_folds": "@num_folds",
         "save_to": "$@output_dir + '/datalist.json'",
     }
     if t["training"]["demo"]:
@@ -296,8 +300,8 @@ def train_config(t: dict[str, Any]) -> dict[str, Any]:
             "$import unet_med",
         ],
         "bundle_root": "$unet_med.bundle.locate_bundle_root()",
-        "output_dir": "$@bundle_root + '/runs'",
-        "ckpt_dir": "$@bundle_root + '/models'",
+        "output_dir": "$unet_med.bundle.run_dir(@bundle_root, @fold)",
+        "ckpt_dir": "$unet_med.bundle.weights_dir(@bundle_root, @fold)",
         "cache_dir": "$@bundle_root + '/.cache'",
         "dataset_dir": None,
         "datalist_file": "$@bundle_root + '/configs/datalist.json'" if tr["datalist"] else None,
@@ -307,6 +311,8 @@ def train_config(t: dict[str, Any]) -> dict[str, Any]:
         "cuda_amp": "$@amp and torch.device(@device).type == 'cuda'",
         "cpu_amp": "$@amp and torch.device(@device).type == 'cpu'",
         "seed": 0,
+        "fold": None,
+        "num_folds": tr["num_folds"],
         "resume": False,
         "max_epochs": tr["max_epochs"],
         "val_interval": tr["val_interval"],
@@ -482,12 +488,25 @@ def inference_config(t: dict[str, Any]) -> dict[str, Any]:
         labels["keep_largest"] = post["keep_largest_component"]
     if post["instances_min_size"] is not None:
         labels["instances_min_size"] = post["instances_min_size"]
-    labels["probabilities"] = "@mirror"
+    members = t["inference"]["ensemble"]
+    labels["probabilities"] = "@mirror" if members == 1 else True  # an ensemble blends probabilities
+    loader = {
+        "_target_": "CheckpointLoader",
+        "load_path": "@model_file",
+        "load_dict": {"model": "@network"},
+        "map_location": "@device",
+    }
+    ensemble: dict[str, Any] = {}
+    network = "$@network_def.to(@device)"
+    if members > 1:
+        ensemble = {"ensemble": members}
+        network = "$unet_med.inference.load_ensemble(@network_def, @model_file, @ensemble, @device)"
     return {
         "imports": ["$import torch", "$import monai", "$import unet_med"],
         "bundle_root": "$unet_med.bundle.locate_bundle_root()",
         "ckpt_dir": "$@bundle_root + '/models'",
         "model_file": "$@ckpt_dir + '/model.pt'",
+        **ensemble,
         "output_dir": "$@bundle_root + '/runs/predictions'",
         "dataset_dir": None,
         "input": None,
@@ -498,7 +517,7 @@ def inference_config(t: dict[str, Any]) -> dict[str, Any]:
         "sw_batch_size": 4,
         "num_workers": 0,
         **_task_ids(t),
-        "network": "$@network_def.to(@device)",
+        "network": network,
         "preprocessing": _preprocessing(t, ["image"]),
         "datalist": {
             "_target_": "unet_med.data.inference_datalist",
@@ -531,12 +550,7 @@ def inference_config(t: dict[str, Any]) -> dict[str, Any]:
             ],
         },
         "handlers": [
-            {
-                "_target_": "CheckpointLoader",
-                "load_path": "@model_file",
-                "load_dict": {"model": "@network"},
-                "map_location": "@device",
-            },
+            *([loader] if members == 1 else []),  # an ensemble is loaded when it is built
             {"_target_": "StatsHandler", "iteration_log": False},
         ],
         "evaluator": {
@@ -561,10 +575,15 @@ def evaluate_config(t: dict[str, Any]) -> dict[str, Any]:
     """``evaluate.json``: the trained weights on the validation split, with per-case reports."""
     ev = t["evaluation"]
     report = ev["report"]
+    members = t["inference"]["ensemble"]
+    trained = "$unet_med.engines.load_network(@network_def, @model_file, @device)"
+    if members > 1:
+        trained = "$unet_med.inference.load_ensemble(@network_def, @model_file, @ensemble, @device)"
     config: dict[str, Any] = {
         "model_file": "$@ckpt_dir + '/model.pt'",
+        **({"ensemble": members} if members > 1 else {}),
         "mirror": False,
-        "trained_network": "$unet_med.engines.load_network(@network_def, @model_file, @device)",
+        "trained_network": trained,
         "network": "$unet_med.inference.mirrored(@trained_network, @mirror, @spatial_dims)",
         "eval_dir": "$@output_dir + '/eval'",
         "datalist#save_to": None,
@@ -583,7 +602,8 @@ def evaluate_config(t: dict[str, Any]) -> dict[str, Any]:
             _handler("ignite.handlers.ProgressBar", persist=False),
         ]
     else:
-        config["validate#postprocessing"] = {"_target_": "Activationsd", "keys": "pred", "softmax": "$not @mirror"}
+        softmax = "$not @mirror" if members == 1 else False  # mirroring and ensembles give probabilities
+        config["validate#postprocessing"] = {"_target_": "Activationsd", "keys": "pred", "softmax": softmax}
         config["validate#key_metric"] = None
         microscopy: dict[str, Any] = {"output_dir": "@eval_dir", "task": report}
         if report == "membranes":

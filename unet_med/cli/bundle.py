@@ -13,7 +13,8 @@
   on stderr.
 
 Making and running bundles (``new``, ``build``, ``run``, ``export``, ``half``) is in
-:mod:`unet_med.cli.bundle_make`.
+:mod:`unet_med.cli.bundle_make`; cross-validation and fold ensembles (``cv``, ``cv-report``, ``ensemble``) in
+:mod:`unet_med.cli.bundle_cv`.
 """
 
 from __future__ import annotations
@@ -111,11 +112,13 @@ def _unpack(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Adds ``bundle verify|recognize|keygen|sign|pack|unpack`` and the ``bundle_make`` commands."""
+    from unet_med.cli.bundle_cv import register_cv
     from unet_med.cli.bundle_make import register_make
 
     bundle = subparsers.add_parser("bundle", help="make, check, run and share bundles")
     commands = bundle.add_subparsers(dest="bundle_command", required=True)
     register_make(commands)
+    register_cv(commands)
 
     verify = commands.add_parser("verify", help="check a bundle folder or zip before trusting it")
     verify.add_argument("bundle", help="bundle folder or packed zip")

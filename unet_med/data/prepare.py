@@ -18,6 +18,7 @@ from unet_med.data.datalist import (
     split_datalist,
     write_datalist,
 )
+from unet_med.data.folds import fold_split
 from unet_med.data.readers import image_suffix
 from unet_med.data.synthetic import make_demo_dataset_3d
 from unet_med.utils import is_distributed, is_rank_zero
@@ -42,6 +43,8 @@ def prepare_datalist(
     demo: dict[str, Any] | None = None,
     allow_demo: bool = True,
     label_values: list[int] | str | None = None,
+    fold: int | None = None,
+    num_folds: int = 5,
 ) -> dict[str, list[dict[str, Any]]]:
     """Finds the cases, splits them, checks every file, and returns ``{"training": [...], "validation": [...]}``.
 
@@ -65,6 +68,10 @@ def prepare_datalist(
             data say ``False``, so forgetting ``--dataset_dir`` is an error rather than a run on phantoms.
         label_values: what the label files hold when they are not class indices: a list of allowed values
             (``[0, 255]``) or ``"instances"`` (see :func:`~unet_med.data.checks.check_dataset`).
+        fold: train on fold ``fold`` of a seeded ``num_folds``-fold split by case, stratified on each case's label
+            values (:func:`unet_med.data.folds.fold_split`), drawn over every case of ``dataset_dir`` or, with a
+            ``datalist_file``, over the union of its training and validation cases. ``None``: the ordinary split.
+        num_folds: number of cross-validation folds (with ``fold``).
 
     Raises:
         unet_med.data.datalist.DatasetError: one error listing every missing, unreadable or inconsistent file.
@@ -81,7 +88,17 @@ def prepare_datalist(
         if is_distributed():
             torch.distributed.barrier()
         dataset_dir = root
-    if datalist_file:
+    extra: dict[str, Any] = {}
+    if fold is not None:
+        if datalist_file:
+            datalist = read_datalist(datalist_file, base_dir=dataset_dir)
+            items = datalist["training"] + datalist.get("validation", [])
+        else:
+            items = load_datalist(dataset_dir)
+        instances = label_values == "instances"
+        training, validation = fold_split(items, fold, num_folds, seed=seed, instances=instances)
+        extra = {"fold": fold, "num_folds": num_folds, "seed": seed}
+    elif datalist_file:
         datalist = read_datalist(datalist_file, base_dir=dataset_dir)
         training, validation = datalist["training"], datalist["validation"]
     else:
@@ -97,7 +114,7 @@ def prepare_datalist(
             label_values=label_values,
         )
     if save_to and is_rank_zero():
-        write_datalist(save_to, training, validation, dataset_dir=str(Path(dataset_dir).absolute()))
+        write_datalist(save_to, training, validation, dataset_dir=str(Path(dataset_dir).absolute()), **extra)
     logger.info("%d training and %d validation cases from %s", len(training), len(validation), dataset_dir)
     return {"training": training, "validation": validation}
 

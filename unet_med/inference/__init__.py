@@ -5,6 +5,7 @@ from __future__ import annotations
 from unet_med.inference.autocast import AutocastInferer
 from unet_med.inference.bundle_model import BundleError, BundleModel, load_bundle
 from unet_med.inference.cases import find_cases
+from unet_med.inference.ensemble import FoldEnsemble, load_ensemble
 from unet_med.inference.inferer import ScanInferer
 from unet_med.inference.postprocess import InvertToInputd, SaveImageLikeInputd, ScoresToLabelsd, argmax_uint8
 from unet_med.inference.predictor import CaseResult, InputError, Predictor
@@ -19,6 +20,7 @@ __all__ = [
     "BundleError",
     "BundleModel",
     "CaseResult",
+    "FoldEnsemble",
     "InputError",
     "InvertToInputd",
     "MirrorTTA",
@@ -29,6 +31,7 @@ __all__ = [
     "argmax_uint8",
     "find_cases",
     "load_bundle",
+    "load_ensemble",
     "mirrored",
     "resample_to_grid",
 ]

@@ -28,7 +28,7 @@ from monai.transforms import Compose
 
 from unet_med.bundle.manifest import BundleError
 from unet_med.bundle.recognize import require_recognized
-from unet_med.engines.checkpoint import load_network
+from unet_med.inference.ensemble import load_ensemble, member_files
 
 __all__ = ["BundleError", "BundleModel", "load_bundle"]
 
@@ -42,7 +42,9 @@ class BundleModel:
 
     Attributes:
         root: the bundle folder.
-        network: the network built from ``network_def`` with ``models/model.pt`` loaded (weights only).
+        network: the network built from ``network_def`` with ``models/model.pt`` loaded (weights only); for a
+            bundle shipping a fold ensemble (``ensemble`` > 1), a
+            :class:`~unet_med.inference.ensemble.FoldEnsemble` of its members (probabilities out).
         preprocessing: the bundle's deterministic preprocessing for the ``"image"`` key, starting with
             ``LoadImaged`` (a MONAI ``Compose``, invertible so masks go back to the input's geometry).
         spatial_dims: 2 or 3.
@@ -108,7 +110,8 @@ def load_bundle(
     Args:
         bundle_dir: the bundle folder (holding ``configs/`` and ``models/``).
         device: where the network is placed.
-        model_file: weights to load instead of ``models/model.pt``.
+        model_file: weights to load instead of ``models/model.pt`` (for an ensemble: its first member, the others
+            beside it; ``overrides={"ensemble": 1}`` loads this one file alone).
         overrides: config ids to override before parsing, e.g. ``{"patch_size": [96, 96, 96]}``.
         trust_bundle_code: accept a bundle that is not recognised (its configs are then evaluated as they are).
 
@@ -157,13 +160,15 @@ def load_bundle(
     if "network_def" not in parser:
         raise BundleError(f"{root}: configs define no network_def")
     network = parser.get_parsed_content("network_def")
-    weights: Path | bytes = Path(model_file) if model_file is not None else root / "models" / "model.pt"
-    if model_file is None and recognised.weights is not None:
-        weights = recognised.weights
+    members = int(_get(parser, "ensemble", 1))
+    first = Path(model_file) if model_file is not None else root / "models" / "model.pt"
+    weights: list[Path | bytes] = list(member_files(first, members))
+    if model_file is None and recognised.weights is not None:  # the checked bytes
+        weights = [recognised.weights, *recognised.member_weights.values()][:members]
     try:
-        network = load_network(network, weights, device)
+        network = load_ensemble(network, weights, members, device)
     except FileNotFoundError as e:
-        raise BundleError(f"{model_file or root / 'models' / 'model.pt'}: missing; no trained weights") from e
+        raise BundleError(f"{e}: missing; the bundle lacks trained weights") from e
     except ValueError as e:
         raise BundleError(str(e)) from e
 

@@ -153,6 +153,8 @@ class Predictor:
         self.tune_malloc = tune_malloc and self.device.type == "cpu"
         self.invert_voxel_limit = invert_voxel_limit
         self.mirror = mirror
+        # mirroring and fold ensembles blend probabilities; a single network's windows are logits
+        self.probabilities = mirror or bool(getattr(model.network, "returns_probabilities", False))
         self.inferer = ScanInferer(
             roi_size=self.roi_size,
             overlap=overlap,
@@ -307,8 +309,8 @@ class Predictor:
         """Sliding-window scores for one preprocessed image ``(C_in, *spatial)`` (:class:`ScanInferer`).
 
         Returns:
-            ``(num_classes, *spatial)`` on the CPU: logits, or probabilities when mirroring (the mirrored
-            softmax is what gets blended).
+            ``(num_classes, *spatial)`` on the CPU: logits, or probabilities when mirroring or with a fold
+            ensemble (the averaged softmax is what gets blended).
         """
         return self.inferer(image.unsqueeze(0), self.network)[0].cpu()
 
@@ -321,7 +323,7 @@ class Predictor:
     def _labels(self, scores: torch.Tensor) -> torch.Tensor:
         """The label map ``(*spatial)`` from scores ``(C, *spatial)``: classes, or instances for instance bundles."""
         min_size = None if self.model.instances is None else int(self.model.instances.get("min_size", 8))
-        return scores_to_labels(scores, self.model.keep_largest, min_size, probabilities=self.mirror)
+        return scores_to_labels(scores, self.model.keep_largest, min_size, probabilities=self.probabilities)
 
     def _write(self, path: Path, image: torch.Tensor, scores: torch.Tensor, output_dir: Path) -> list[Path]:
         dims = self.model.spatial_dims
@@ -332,7 +334,7 @@ class Predictor:
         del mask
         outputs = []
         if self.save_probabilities:  # the probabilities go first and the mask last, so a mask means both are done
-            probs = scores if self.mirror else _softmax_inplace(scores)
+            probs = scores if self.probabilities else _softmax_inplace(scores)
             prob, prob_affine = self._invert(probs.float(), image, nearest=False)
             prob_path = output_path(path, output_dir, postfix="prob", probabilities=True)
             outputs.append(write_image(prob.astype(np.float32, copy=False), prob_affine, prob_path, dims))

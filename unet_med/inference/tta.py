@@ -29,7 +29,8 @@ class MirrorTTA(torch.nn.Module):
     sliding window then blends; the argmax of the blend is the mask.
 
     Args:
-        network: maps ``(N, C_in, *spatial)`` to logits ``(N, C, *spatial)``.
+        network: maps ``(N, C_in, *spatial)`` to logits ``(N, C, *spatial)`` (or to probabilities, when it says
+            so with ``returns_probabilities``, as :class:`~unet_med.inference.ensemble.FoldEnsemble` does).
         axes: spatial axes to mirror (0 is the first spatial axis); default: all of them.
 
     Example::
@@ -54,9 +55,11 @@ class MirrorTTA(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         total: torch.Tensor | None = None
+        already = bool(getattr(self.network, "returns_probabilities", False))  # a fold ensemble
         for dims in self.flips:
             xi = torch.flip(x, dims) if dims else x
-            probs = torch.softmax(self.network(xi).float(), dim=1)
+            out = self.network(xi).float()
+            probs = out if already else torch.softmax(out, dim=1)
             if dims:
                 probs = torch.flip(probs, dims)
             total = probs if total is None else total.add_(probs)

@@ -1,0 +1,297 @@
+"""The cross-validation report: every case's out-of-fold prediction, scored, and the post-processing it supports.
+
+After ``unet-med bundle cv`` each case was a validation case of exactly one fold. :func:`cv_report` predicts it with
+that fold's best model (``runs/fold{k}/models/model.pt``) through the bundle's own inference path (its
+preprocessing, :class:`~unet_med.inference.inferer.ScanInferer`, the argmax label map, the inverse back to the
+input's grid) and scores it against its label file: per class and per case Dice, HD95 and surface Dice, with mean
+and standard deviation over the cases (:func:`unet_med.engines.case_metrics.summarize_case_metrics`).
+
+The same predictions decide the post-processing, per class: keep-largest-component is switched on for class ``c``
+only when it raises the out-of-fold mean Dice of ``c`` (:func:`choose_keep_largest`; it only turns class-``c``
+voxels into background, so each class is decided on its own). With ``apply=True`` the choice is written into
+``configs/task.json`` (``postprocessing.keep_largest_component``) and the configs are rebuilt.
+
+Written: ``runs/cv/cv_report.json``, ``runs/cv/cv_report.md`` and the Markdown again as ``docs/cv_report.md`` for
+the model card.
+
+Example::
+
+    report = cv_report("bundles/hippocampus_mri", apply=True)
+    report["postprocessed"]["mean_dice"], report["keep_largest_component"]["anterior"]["keep"]
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from unet_med.bundle.build import build_bundle
+from unet_med.bundle.cv import num_folds_of
+from unet_med.bundle.paths import run_dir, weights_dir
+from unet_med.bundle.task import TASK_FILE, load_task
+from unet_med.bundle.template import config_text, with_defaults
+from unet_med.data.datalist import read_datalist
+from unet_med.data.readers import image_suffix, read_array
+from unet_med.engines.case_metrics import case_metrics, summarize_case_metrics
+from unet_med.utils.io import atomic_path, atomic_write_json
+
+__all__ = ["apply_keep_largest", "choose_keep_largest", "cv_report", "keep_largest", "report_markdown", "score_labels"]
+
+logger = logging.getLogger(__name__)
+
+
+def keep_largest(mask: torch.Tensor, label: int) -> torch.Tensor:
+    """``mask`` ``(*spatial)`` with only the largest connected component of ``label`` kept (the rest background),
+    as the bundle's ``ScoresToLabelsd(keep_largest=[label])`` does."""
+    from monai.transforms import KeepLargestConnectedComponent
+
+    keep = KeepLargestConnectedComponent(applied_labels=[int(label)], is_onehot=False)
+    return torch.as_tensor(keep(mask[None]))[0].to(mask.dtype)
+
+
+def score_labels(
+    pred: torch.Tensor | np.ndarray,
+    label: torch.Tensor | np.ndarray,
+    num_classes: int,
+    spacing: Sequence[float] | None = None,
+    class_names: Sequence[str] | None = None,
+    surface_tolerance_mm: float = 2.0,
+) -> list[dict[str, Any]]:
+    """Dice, HD95 and surface Dice of each foreground class of a label map ``pred`` against ``label`` (both
+    ``(*spatial)`` class indices): :func:`~unet_med.engines.case_metrics.case_metrics` rows.
+
+    Raises:
+        ValueError: the maps differ in shape.
+    """
+    pred_t, label_t = torch.as_tensor(np.asarray(pred)).long(), torch.as_tensor(np.asarray(label)).long()
+    if pred_t.shape != label_t.shape:
+        raise ValueError(f"prediction {tuple(pred_t.shape)} and label {tuple(label_t.shape)} differ in shape")
+
+    def onehot(t: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.one_hot(t.clamp(0, num_classes - 1), num_classes).movedim(-1, 0).float()
+
+    names = list(class_names) if class_names is not None else None
+    return case_metrics(onehot(pred_t), onehot(label_t), spacing, names, surface_tolerance_mm=surface_tolerance_mm)
+
+
+def _class_dice(rows: Sequence[Mapping[str, Any]]) -> dict[int, float]:
+    """Mean finite Dice per class index (NaN, both masks empty, left out as in the summaries)."""
+    by_class: dict[int, list[float]] = {}
+    for row in rows:
+        by_class.setdefault(int(row["class_index"]), []).append(float(row["dice"]))
+    means = {}
+    for index, values in by_class.items():
+        finite = [v for v in values if math.isfinite(v)]
+        means[index] = float(np.mean(finite)) if finite else math.nan
+    return means
+
+
+def choose_keep_largest(
+    base_rows: Sequence[Mapping[str, Any]], kept_rows: Sequence[Mapping[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """Per class: keep the largest component only when that raises the out-of-fold mean Dice.
+
+    Args:
+        base_rows: per case and class rows of the plain argmax maps (``class_index``, ``class_name``, ``dice``).
+        kept_rows: the same cases and classes, each class scored with its largest component kept.
+
+    Returns:
+        ``{class_name: {"class_index", "dice_without", "dice_with", "keep"}}``; ``keep`` is true only when
+        ``dice_with > dice_without``.
+    """
+    without, with_ = _class_dice(base_rows), _class_dice(kept_rows)
+    names = {int(r["class_index"]): str(r["class_name"]) for r in base_rows}
+    out = {}
+    for index in sorted(without):
+        a, b = without[index], with_.get(index, math.nan)
+        keep = math.isfinite(a) and math.isfinite(b) and b > a
+        out[names[index]] = {"class_index": index, "dice_without": a, "dice_with": b, "keep": bool(keep)}
+    return out
+
+
+def apply_keep_largest(bundle_dir: str | os.PathLike, labels: Sequence[int]) -> list[Path]:
+    """Writes ``postprocessing.keep_largest_component`` into the task description and rebuilds the configs;
+    returns the files that changed."""
+    root = Path(bundle_dir)
+    task = json.loads((root / TASK_FILE).read_text(encoding="utf-8"))
+    task.setdefault("postprocessing", {})["keep_largest_component"] = sorted(int(v) for v in labels)
+    with atomic_path(root / TASK_FILE) as tmp:
+        tmp.write_text(config_text(task), encoding="utf-8")
+    return build_bundle(root)
+
+
+def _case_name(image: Any) -> str:
+    path = Path(image[0] if isinstance(image, (list, tuple)) else image)
+    suffix = image_suffix(path) or path.suffix
+    return path.name[: -len(suffix)] if suffix else path.name
+
+
+def _spacing(affine: np.ndarray, dims: int) -> list[float]:
+    return [float(s) for s in np.linalg.norm(np.asarray(affine)[:dims, :dims], axis=0)]
+
+
+def _fold_cases(root: Path, fold: int) -> list[dict[str, Any]]:
+    path = Path(run_dir(str(root), fold)) / "datalist.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing; train fold {fold} first (unet-med bundle cv)")
+    doc = read_datalist(path)
+    if doc.get("fold") != fold:
+        raise ValueError(f"{path}: not the split of fold {fold} (it says fold {doc.get('fold')})")
+    return list(doc.get("validation", []))
+
+
+def _oof_rows(
+    root: Path, folds: Sequence[int], task: dict[str, Any], device: str, trust_bundle_code: bool
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[int, list[str]]]:
+    """Per case and class rows of the out-of-fold argmax maps, and of each class with its largest component kept."""
+    from unet_med.inference.bundle_model import load_bundle
+    from unet_med.inference.postprocess import invert_to_input, scores_to_labels
+    from unet_med.inference.predictor import Predictor
+
+    num_classes, names = len(task["classes"]), list(task["classes"])
+    tolerance = float(task["evaluation"]["surface_tolerance_mm"])
+    labels = task["labels"]
+    mapping = dict(zip(labels["values"], labels["map_to"])) if labels["kind"] == "values" else None
+    base_rows: list[dict[str, Any]] = []
+    kept_rows: list[dict[str, Any]] = []
+    fold_cases: dict[int, list[str]] = {}
+    for fold in folds:
+        weights = Path(weights_dir(str(root), fold)) / "model.pt"
+        model = load_bundle(
+            root, device=device, model_file=weights, overrides={"ensemble": 1}, trust_bundle_code=trust_bundle_code
+        )
+        predictor = Predictor(model, device=device)
+        fold_cases[fold] = []
+        for item in _fold_cases(root, fold):
+            case = _case_name(item["image"])
+            fold_cases[fold].append(case)
+            data = model.preprocessing({"image": item["image"]})
+            base = scores_to_labels(predictor.infer(data["image"]))
+            truth, affine = read_array(item["label"])
+            if mapping is not None:
+                truth = np.vectorize(lambda v: mapping.get(int(v), int(v)))(np.rint(truth).astype(np.int64))
+            spacing = _spacing(affine, task["spatial_dims"])
+
+            def on_input_grid(mask: torch.Tensor, image: Any = data["image"], pre: Any = model.preprocessing) -> Any:
+                return invert_to_input(mask[None], image, pre)[0][..., 0]
+
+            rows = score_labels(on_input_grid(base), truth, num_classes, spacing, names, tolerance)
+            base_rows += [{"case": case, "fold": fold, **r} for r in rows]
+            for c in range(1, num_classes):
+                kept = score_labels(on_input_grid(keep_largest(base, c)), truth, num_classes, spacing, names, tolerance)
+                kept_rows.append({"case": case, "fold": fold, **kept[c - 1]})
+            logger.info("fold %d: %s scored", fold, case)
+    return base_rows, kept_rows, fold_cases
+
+
+def _fmt(stats: Mapping[str, Any], digits: int = 3) -> str:
+    if stats["mean"] is None:
+        return "n/a"
+    text = f"{stats['mean']:.{digits}f} ± {stats['std']:.{digits}f}"
+    return text + (f" ({stats['n_inf']} inf)" if stats.get("n_inf") else "")
+
+
+def report_markdown(report: Mapping[str, Any]) -> str:
+    """The report as Markdown tables for the model card."""
+    lines = [
+        f"# Cross-validation: {report['bundle']}",
+        "",
+        f"{report['num_folds']}-fold cross-validation by case, {report['num_cases']} cases; each case predicted once "
+        "by the best model of the fold that held it out, through the bundle's inference path (sliding window, "
+        "labels back on the input's grid). Mean ± standard deviation over cases.",
+        "",
+    ]
+    for title, key in (("Plain argmax", "raw"), ("With the chosen post-processing", "postprocessed")):
+        summary = report[key]
+        mean = summary["mean_dice"]
+        lines += [f"## {title} (mean Dice {mean:.3f})" if mean is not None else f"## {title}", ""]
+        lines += ["| class | Dice | HD95 (mm) | surface Dice |", "|---|---|---|---|"]
+        for name, c in summary["classes"].items():
+            lines.append(f"| {name} | {_fmt(c['dice'])} | {_fmt(c['hd95_mm'], 2)} | {_fmt(c['surface_dice'])} |")
+        lines.append("")
+    lines += [
+        "## Keep-largest-component, chosen on the out-of-fold Dice",
+        "",
+        "| class | Dice without | Dice with | kept |",
+        "|---|---|---|---|",
+    ]
+    for name, c in report["keep_largest_component"].items():
+        lines.append(f"| {name} | {c['dice_without']:.4f} | {c['dice_with']:.4f} | {'yes' if c['keep'] else 'no'} |")
+    classes = list(report["raw"]["classes"])
+    header = "| case | fold | " + " | ".join(f"{n} Dice" for n in classes) + " |"
+    lines += ["", "## Per case (plain argmax)", "", header]
+    lines.append("|---|---|" + "---|" * len(classes))
+    for case in report["cases"]:
+        dice = " | ".join(f"{case['classes'][n]['dice']:.3f}" for n in classes)
+        lines.append(f"| {case['case']} | {case['fold']} | {dice} |")
+    return "\n".join(lines) + "\n"
+
+
+def cv_report(
+    bundle_dir: str | os.PathLike,
+    folds: Sequence[int] | None = None,
+    device: str = "cpu",
+    apply: bool = False,
+    trust_bundle_code: bool = False,
+) -> dict[str, Any]:
+    """Scores every fold's out-of-fold predictions, chooses the post-processing, writes the report (see the
+    module docs); with ``apply``, writes the choice into the task description and rebuilds the configs.
+
+    Raises:
+        ValueError: a bundle whose evaluation is not per class (regions, membranes, instances: not supported yet).
+        FileNotFoundError: a fold that has not been trained.
+    """
+    root = Path(bundle_dir).resolve()
+    task = with_defaults(load_task(root))
+    if task["evaluation"]["report"] != "classes" or task["labels"]["kind"] == "instances":
+        raise ValueError(f"cv-report scores class maps; a '{task['evaluation']['report']}' bundle is not supported")
+    num_folds = num_folds_of(root)
+    folds = list(range(num_folds)) if folds is None else [int(f) for f in folds]
+    base_rows, kept_rows, fold_cases = _oof_rows(root, folds, task, device, trust_bundle_code)
+    choice = choose_keep_largest(base_rows, kept_rows)
+    kept_by = {(r["case"], r["class_index"]): r for r in kept_rows}
+    chosen = {c["class_index"] for c in choice.values() if c["keep"]}
+    post_rows = [kept_by[(r["case"], r["class_index"])] if r["class_index"] in chosen else r for r in base_rows]
+    cases: dict[str, dict[str, Any]] = {}
+    for r in base_rows:
+        entry = cases.setdefault(r["case"], {"case": r["case"], "fold": r["fold"], "classes": {}})
+        entry["classes"][r["class_name"]] = {m: r[m] for m in ("dice", "hd95_mm", "surface_dice")}
+    report = {
+        "bundle": str(task["card"]["name"]),
+        "num_folds": num_folds,
+        "folds": {str(k): v for k, v in fold_cases.items()},
+        "num_cases": len(cases),
+        "raw": summarize_case_metrics(base_rows),
+        "postprocessed": summarize_case_metrics(post_rows),
+        "keep_largest_component": choice,
+        "chosen_keep_largest_component": sorted(chosen),
+        "cases": list(cases.values()),
+    }
+    out = root / "runs" / "cv"
+    atomic_write_json(out / "cv_report.json", _json_safe(report))
+    text = report_markdown(report)
+    for path in (out / "cv_report.md", root / "docs" / "cv_report.md"):
+        with atomic_path(path) as tmp:
+            tmp.write_text(text, encoding="utf-8")
+    if apply:
+        apply_keep_largest(root, sorted(chosen))
+    return report
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN and inf as strings (JSON has neither)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
