@@ -164,7 +164,8 @@ def load_bundle(
     first = Path(model_file) if model_file is not None else root / "models" / "model.pt"
     weights: list[Path | bytes] = list(member_files(first, members))
     if model_file is None and recognised.weights is not None:  # the checked bytes
-        weights = [recognised.weights, *recognised.member_weights.values()][:members]
+        checked: list[Path | bytes] = [recognised.weights, *recognised.member_weights.values()]
+        weights = checked[:members]
     try:
         network = load_ensemble(network, weights, members, device)
     except FileNotFoundError as e:
