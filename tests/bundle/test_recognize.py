@@ -134,6 +134,11 @@ def _yaml_bomb(b: Path, c: Path) -> str:
     return "configs/inference.yaml: a file type outside the allowed set"
 
 
+def _nesting_bomb(b: Path, c: Path) -> str:
+    (b / "configs" / "train.json").write_text('{"a":' * 100_000 + "1" + "}" * 100_000)
+    return "configs/train.json: not valid JSON"
+
+
 def _dollar_in_task(b: Path, c: Path) -> str:
     task = _json(b / "configs" / "task.json")
     task["classes"][1] = f"${_touch(c)}"
@@ -201,6 +206,7 @@ ATTACKS: dict[str, Callable[[Path, Path], str]] = {
     "logging.conf interpolation": _logging_interpolation,
     "TorchScript model file": _torchscript_model,
     "YAML alias bomb": _yaml_bomb,
+    "JSON nesting bomb": _nesting_bomb,
     "$ in the task description": _dollar_in_task,
     "duplicate key in the task": _duplicate_key_in_task,
     "pickle in the weights": _pickle_in_weights,

@@ -191,7 +191,7 @@ def _config_problems(name: str, data: bytes, text: str) -> list[str]:
         return [f"configs/{name}: not byte-equal to the template's (its content is run as code)"]
     try:
         actual = _load_json(data)
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:  # RecursionError: absurd nesting
         return [f"configs/{name}: not valid JSON ({e})"]
     found: list[str] = []
     _differences(actual, json.loads(text), "", found)
@@ -212,7 +212,7 @@ def _path_problem(value: Any) -> str | None:
 def _datalist_problems(data: bytes) -> list[str]:
     try:
         datalist = _load_json(data)
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:  # RecursionError: absurd nesting
         return [f"configs/datalist.json: not valid JSON ({e})"]
     if not isinstance(datalist, dict) or set(datalist) - {"description", "training", "validation"}:
         return ["configs/datalist.json: only 'description', 'training' and 'validation' are allowed"]
@@ -293,7 +293,7 @@ def recognize_bundle(bundle_dir: str | os.PathLike, weights: bool = True) -> Rec
         result.files["configs/task.json"] = data
         try:
             task = _load_json(data)
-        except (ValueError, UnicodeDecodeError) as e:
+        except (ValueError, UnicodeDecodeError, RecursionError) as e:  # RecursionError: absurd nesting
             raise TaskError("configs/task.json", [f"not valid JSON ({e})"]) from e
         result.task = validate_task(task, source="configs/task.json")
         rendered = render(result.task)

@@ -236,6 +236,6 @@ def load_task(path: str | os.PathLike) -> dict[str, Any]:
         raise TaskError(str(path), [f"larger than {MAX_TASK_BYTES} bytes"])
     try:
         task = json.loads(path.read_bytes())
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:  # RecursionError: absurd nesting
         raise TaskError(str(path), [f"not valid JSON ({e})"]) from e
     return validate_task(task, source=str(path))
