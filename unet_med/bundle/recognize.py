@@ -273,6 +273,19 @@ def _weights_problems(data: bytes, inference: dict[str, Any], name: str = "model
     return problems[:_MAX_DIFFS]
 
 
+def _read_once(root: Path, rel: str, limit: int, result: Recognition) -> bytes | None:
+    """The bytes of a file that must be there (a regular file, not a link), or ``None`` with the problem noted."""
+    path = root / rel
+    if path.is_symlink() or not path.is_file():
+        result.problems.append(f"{rel}: missing")
+        return None
+    try:
+        return _read(path, limit)
+    except (ValueError, OSError) as e:
+        result.problems.append(f"{rel}: {e}")
+        return None
+
+
 def recognize_bundle(bundle_dir: str | os.PathLike, weights: bool = True) -> Recognition:
     """Checks a bundle folder against the installed template, reading it as data only (see the module docs).
 
@@ -304,17 +317,10 @@ def recognize_bundle(bundle_dir: str | os.PathLike, weights: bool = True) -> Rec
         return result
     result.problems += _layout(root, set(rendered), _model_names(result.task))
     for name, text in rendered.items():
-        path = root / "configs" / name
-        if path.is_symlink() or not path.is_file():
-            result.problems.append(f"configs/{name}: missing")
-            continue
-        try:
-            data = _read(path, MAX_CONFIG_BYTES)
-        except (ValueError, OSError) as e:
-            result.problems.append(f"configs/{name}: {e}")
-            continue
-        result.files[f"configs/{name}"] = data
-        result.problems += _config_problems(name, data, text)
+        data = _read_once(root, f"configs/{name}", MAX_CONFIG_BYTES, result)
+        if data is not None:
+            result.files[f"configs/{name}"] = data
+            result.problems += _config_problems(name, data, text)
     datalist = root / "configs" / "datalist.json"
     if datalist.is_file() and not datalist.is_symlink():
         try:
@@ -325,16 +331,10 @@ def recognize_bundle(bundle_dir: str | os.PathLike, weights: bool = True) -> Rec
             result.problems.append(f"configs/datalist.json: {e}")
     if weights and result.ok:  # only a recognised bundle's weights are unpickled (weights_only)
         for name in _model_names(result.task):
-            model = root / "models" / name
-            if model.is_symlink() or not model.is_file():
-                result.problems.append(f"models/{name}: missing")
+            data = _read_once(root, f"models/{name}", MAX_WEIGHTS_BYTES, result)
+            if data is None:
                 continue
-            try:
-                data = _read(model, MAX_WEIGHTS_BYTES)
-                result.problems += _weights_problems(data, result.config("inference.json"), name)
-            except (ValueError, OSError) as e:
-                result.problems.append(f"models/{name}: {e}")
-                continue
+            result.problems += _weights_problems(data, result.config("inference.json"), name)
             if name == "model.pt":
                 result.weights = data
             else:
