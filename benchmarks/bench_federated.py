@@ -40,7 +40,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("UNET_MED_SHARED", REPO.parent / "shared")) / "data" / "Task04_Hippocampus"
-BUNDLE = REPO / "bundles" / "hippocampus_mri"
+BUNDLE = REPO / "bundles" / "hippocampus_mri"  # copied once into the work folder: every run starts from that copy
 SITES = ("site-1", "site-2", "site-3")
 
 
@@ -68,9 +68,17 @@ def _datalist(path: Path, training: list[dict[str, Any]], validation: list[dict[
     return path
 
 
+def _source(work: Path) -> Path:
+    """The bundle as it was when the benchmark started (the repository may change while it runs)."""
+    source = work / "source" / BUNDLE.name
+    if not source.is_dir():
+        shutil.copytree(BUNDLE, source, ignore=shutil.ignore_patterns("runs", ".cache", "last.pt"))
+    return source
+
+
 def _bundle_copy(work: Path, name: str) -> Path:
     dest = work / "bundles" / name
-    shutil.copytree(BUNDLE, dest, ignore=shutil.ignore_patterns("runs", ".cache", "last.pt"))
+    shutil.copytree(_source(work), dest)
     return dest
 
 
@@ -102,7 +110,7 @@ def _fedavg(work: Path, splits: dict[str, list], validation: list, epochs: int, 
     job = work / f"job_{label}"
     # from a random initialisation, as the centralised and single-site runs (not from the shipped weights)
     write_job(
-        BUNDLE, job, sites=len(SITES), rounds=epochs, local_epochs=1, train_timeout=3600, start_from_weights=False
+        _source(work), job, sites=len(SITES), rounds=epochs, local_epochs=1, train_timeout=3600, start_from_weights=False
     )
     # one app per simulated site, whose datalist names only that site's cases (a real site sets its environment)
     meta = json.loads((job / "meta.json").read_text())
@@ -123,7 +131,9 @@ def _fedavg(work: Path, splits: dict[str, list], validation: list, epochs: int, 
     start = time.perf_counter()
     result = simulate(job, work / f"ws_{label}", sites=list(SITES), threads=len(SITES), timeout=4 * 3600)
     seconds = time.perf_counter() - start
-    bundle = export_global_model(result.workspace, BUNDLE, work / "bundles" / f"fedavg_{label}", epochs, list(SITES))
+    bundle = export_global_model(
+        result.workspace, _source(work), work / "bundles" / f"fedavg_{label}", epochs, list(SITES)
+    )
     state = torch.load(bundle / "models" / "model.pt", weights_only=True)
     sent = sum(v.numel() * 4 for v in state.values() if v.is_floating_point())
     return {"seconds": seconds, "seconds_per_round": seconds / epochs, "bytes_sent_per_site_per_round": sent,
@@ -143,10 +153,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from unet_med.data.datalist import read_datalist
 
-    fixed = read_datalist(BUNDLE / "configs" / "datalist.json", base_dir=DATA)
-    training, validation = fixed["training"], fixed["validation"]
     work = Path(args.work or tempfile.mkdtemp(prefix="bench_federated_"))
     work.mkdir(parents=True, exist_ok=True)
+    fixed = read_datalist(_source(work) / "configs" / "datalist.json", base_dir=DATA)
+    training, validation = fixed["training"], fixed["validation"]
     report: dict[str, Any] = {
         "epochs": args.epochs,
         "training_cases": len(training),

@@ -158,7 +158,9 @@ def worker_ours(volume: Path, bundle: Path, precision: str, out: Path) -> dict[s
 
     model = load_bundle(bundle, trust_bundle_code=True)
     predictor = Predictor(model, precision=precision, overlap=OVERLAP, sw_batch_size=SW_BATCH)
-    timer = NetTimer(predictor.model.network)
+    # the windows run a prepared copy of the network (fast layers, layout): time that one
+    prepared, _ = predictor.inferer.prepare(predictor.network, predictor.device)
+    timer = NetTimer(prepared)
     with glibc_malloc_kept(release=False):  # as `unet-med predict` runs its cases
         result = predictor.predict_case(volume, out.parent / f"{out.stem}_dir")
     if not result.ok:
