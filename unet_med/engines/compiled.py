@@ -39,6 +39,8 @@ class CompiledInferer(Inferer):
         enabled: compile the network; when off the network runs eagerly (``channels_last`` still applies).
         channels_last: store the network's weights and the inputs channels-last (NHWC / NDHWC).
         dynamic: passed to ``torch.compile``; ``False`` specialises on the first input shape.
+        backend: ``torch.compile``'s backend (``"inductor"`` generates fused CPU/GPU code; ``"aot_eager"`` only
+            traces, for quick checks).
 
     Example::
 
@@ -47,13 +49,19 @@ class CompiledInferer(Inferer):
     """
 
     def __init__(
-        self, inferer: Inferer, enabled: bool = True, channels_last: bool = False, dynamic: bool | None = False
+        self,
+        inferer: Inferer,
+        enabled: bool = True,
+        channels_last: bool = False,
+        dynamic: bool | None = False,
+        backend: str = "inductor",
     ) -> None:
         super().__init__()
         self.inferer = inferer
         self.enabled = bool(enabled)
         self.channels_last = bool(channels_last)
         self.dynamic = dynamic
+        self.backend = backend
         self._network: nn.Module | None = None
         self._compiled: Any = None
 
@@ -63,7 +71,9 @@ class CompiledInferer(Inferer):
                 # in place: the optimizer keeps the same Parameter objects
                 network.to(memory_format=_channels_last(ndim))
             self._network = network
-            self._compiled = torch.compile(network, dynamic=self.dynamic) if self.enabled else network
+            self._compiled = (
+                torch.compile(network, dynamic=self.dynamic, backend=self.backend) if self.enabled else network
+            )
             if self.enabled:
                 logger.info("compiling the training step's network (the first iteration takes longer)")
         return self._compiled
