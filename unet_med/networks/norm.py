@@ -46,21 +46,28 @@ def instance_norm(
     return (xf * scale + shift).to(x.dtype)
 
 
-class _LayoutKeeping:
-    """The forward shared by both classes (mixed in before the ``torch.nn`` class)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.compiler.is_compiling() and not self.track_running_stats:  # type: ignore[attr-defined]
-            return instance_norm(x, self.weight, self.bias, self.eps)  # type: ignore[attr-defined]
-        return super().forward(x)  # type: ignore[misc]
-
-
-class InstanceNorm2d(_LayoutKeeping, nn.InstanceNorm2d):
+class InstanceNorm2d(nn.InstanceNorm2d):
     """``torch.nn.InstanceNorm2d`` whose compiled form keeps channels-last (see the module docstring)."""
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting() and not self.track_running_stats and torch.compiler.is_compiling():
+            return instance_norm(x, self.weight, self.bias, self.eps)
+        if x.dim() == self._get_no_batch_dim():
+            return self._handle_no_batch_input(x)
+        self._check_input_dim(x)
+        return self._apply_instance_norm(x)  # what torch.nn.InstanceNorm2d.forward runs
 
-class InstanceNorm3d(_LayoutKeeping, nn.InstanceNorm3d):
+
+class InstanceNorm3d(nn.InstanceNorm3d):
     """``torch.nn.InstanceNorm3d`` whose compiled form keeps channels-last (see the module docstring)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting() and not self.track_running_stats and torch.compiler.is_compiling():
+            return instance_norm(x, self.weight, self.bias, self.eps)
+        if x.dim() == self._get_no_batch_dim():
+            return self._handle_no_batch_input(x)
+        self._check_input_dim(x)
+        return self._apply_instance_norm(x)  # what torch.nn.InstanceNorm3d.forward runs
 
 
 _SWAP: dict[type, type] = {nn.InstanceNorm2d: InstanceNorm2d, nn.InstanceNorm3d: InstanceNorm3d}
