@@ -89,7 +89,16 @@ format=%(asctime)s - %(name)s - %(levelname)s - %(message)s
 
 
 def with_defaults(task: dict[str, Any]) -> dict[str, Any]:
-    """The task with every optional setting filled in (validated first)."""
+    """The task with every optional setting filled in (validated first).
+
+    Training speed settings (``training``), measured on a 2-core CPU (``docs/benchmarks.md``, issue #14):
+    ``compile`` (true) runs the training step through ``torch.compile`` and ``channels_last`` (true) stores it
+    channels-last (:class:`unet_med.engines.CompiledInferer`; 1.33x the eager bf16 step of the hippocampus
+    network, ~30-55 s of compilation on the first step); ``lr_schedule`` ``"cosine"`` (per epoch) or
+    ``"warmup_cosine"`` (``warmup_epochs`` of linear warm-up, then cosine, per iteration); ``val_overlap`` (0.25)
+    and ``val_sw_batch_size`` (8) set the sliding window of the validation during training only (inference keeps
+    overlap 0.5).
+    """
     task = validate_task(task)
     micro = task["modality"] == "microscopy"
     instances = task.get("labels", {}).get("kind") == "instances"
