@@ -155,3 +155,29 @@ def test_new_bundle_from_a_plan_runs_the_property_checks(tmp_path):
     assert workflow.bundle_root == str(bundle.resolve())
     with pytest.raises(FileExistsError):
         new_bundle(task, bundle)
+
+
+def test_training_speed_fields_render_into_train_json():
+    """The step's compilation and layout, the schedule and the validation window are task fields."""
+    task = _reference_task()
+    task["training"].update(
+        {"compile": True, "channels_last": True, "lr_schedule": "warmup_cosine", "warmup_epochs": 2}
+    )
+    task["training"].update({"val_overlap": 0.5, "val_sw_batch_size": 2})
+    train = json.loads(render(task)["train.json"])
+    assert train["compile"] is True and train["channels_last"] is True
+    assert train["train"]["dataloader"]["drop_last"] == "@compile"  # one batch shape: no recompilation
+    step = train["train"]["inferer"]["inferer"]
+    assert step["_target_"] == "unet_med.engines.CompiledInferer" and step["channels_last"] == "@channels_last"
+    assert train["lr_scheduler"]["_target_"] == "monai.optimizers.WarmupCosineSchedule"
+    assert train["warmup_epochs"] == 2
+    schedule = next(h for h in train["train"]["handlers"] if h["_target_"] == "LrScheduleHandler")
+    assert schedule["epoch_level"] is False  # the warm-up and the cosine step per iteration
+    window = train["validate"]["inferer"]["inferer"]
+    assert (window["overlap"], window["sw_batch_size"]) == (0.5, 2)
+    defaults = json.loads(render(_reference_task() | {"training": {}})["train.json"])
+    assert defaults["lr_scheduler"]["_target_"].endswith("CosineAnnealingLR")
+    assert (defaults["compile"], defaults["channels_last"]) == (True, True)
+    assert defaults["validate"]["inferer"]["inferer"]["overlap"] == 0.25
+    with pytest.raises(TaskError, match="lr_schedule"):
+        validate_task(_reference_task() | {"training": {"lr_schedule": "step"}})

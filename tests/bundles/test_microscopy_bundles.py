@@ -75,6 +75,7 @@ def _overrides(tmp: Path, bundle: Path) -> dict:
         "max_epochs": 1,
         "val_interval": 1,
         "device": "cpu",
+        "compile": False,  # compiled training has its own test (tests/engines/test_compiled.py)
     }
 
 

@@ -53,6 +53,7 @@ def _overrides(tmp: Path, bundle: Path, patch: list[int]) -> dict:
         "val_interval": 1,
         "amp": False,
         "device": "cpu",
+        "compile": False,  # compiled training has its own test (tests/engines/test_compiled.py)
     }
 
 

@@ -112,6 +112,12 @@ TASK_SCHEMA: dict[str, Any] = {
                     ),
                     "datalist": {"type": "boolean"},
                     "num_folds": {"type": "integer", "minimum": 2, "maximum": 20},
+                    "compile": {"type": "boolean"},
+                    "channels_last": {"type": "boolean"},
+                    "lr_schedule": {"enum": ["cosine", "warmup_cosine"]},
+                    "warmup_epochs": {"type": "number", "minimum": 0},
+                    "val_overlap": {"type": "number", "minimum": 0, "maximum": 0.9},
+                    "val_sw_batch_size": _POS_INT,
                 }
             ),
             "inference": _obj({"ensemble": {"type": "integer", "minimum": 1, "maximum": 16}}),

@@ -89,7 +89,16 @@ format=%(asctime)s - %(name)s - %(levelname)s - %(message)s
 
 
 def with_defaults(task: dict[str, Any]) -> dict[str, Any]:
-    """The task with every optional setting filled in (validated first)."""
+    """The task with every optional setting filled in (validated first).
+
+    Training speed settings (``training``), measured on a 2-core CPU (``docs/benchmarks.md``, issue #14):
+    ``compile`` (true) runs the training step through ``torch.compile`` and ``channels_last`` (true) stores it
+    channels-last (:class:`unet_med.engines.CompiledInferer`; 1.33x the eager bf16 step of the hippocampus
+    network, ~30-55 s of compilation on the first step); ``lr_schedule`` ``"cosine"`` (per epoch) or
+    ``"warmup_cosine"`` (``warmup_epochs`` of linear warm-up, then cosine, per iteration); ``val_overlap`` (0.25)
+    and ``val_sw_batch_size`` (8) set the sliding window of the validation during training only (inference keeps
+    overlap 0.5).
+    """
     task = validate_task(task)
     micro = task["modality"] == "microscopy"
     instances = task.get("labels", {}).get("kind") == "instances"
@@ -114,6 +123,12 @@ def with_defaults(task: dict[str, Any]) -> dict[str, Any]:
         "demo": None,
         "datalist": False,
         "num_folds": 5,
+        "compile": True,
+        "channels_last": True,
+        "lr_schedule": "cosine",
+        "warmup_epochs": 0,
+        "val_overlap": 0.25,
+        "val_sw_batch_size": 8,
         **task.get("training", {}),
     }
     task["inference"] = {"ensemble": 1, **task.get("inference", {})}
@@ -284,6 +299,30 @@ def _augmentation(t: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _lr_schedule(tr: dict[str, Any]) -> dict[str, Any]:
+    """The learning-rate schedule: cosine decay per epoch, or per iteration after a linear warm-up."""
+    if tr["lr_schedule"] == "cosine":
+        return {
+            "lr_scheduler": {
+                "_target_": "torch.optim.lr_scheduler.CosineAnnealingLR",
+                "optimizer": "@optimizer",
+                "T_max": "@max_epochs",
+                "eta_min": 1e-05,
+            }
+        }
+    return {
+        "warmup_epochs": tr["warmup_epochs"],
+        "lr_scheduler": {
+            "_target_": "monai.optimizers.WarmupCosineSchedule",
+            "optimizer": "@optimizer",
+            "warmup_steps": "$int(@warmup_epochs * len(@train#dataloader))",
+            "t_total": "$@max_epochs * len(@train#dataloader)",
+            "end_lr": 1e-05,
+            "warmup_multiplier": 0.01,
+        },
+    }
+
+
 def train_config(t: dict[str, Any]) -> dict[str, Any]:
     """``train.json`` for a task with defaults filled in (:func:`with_defaults`)."""
     tr = t["training"]
@@ -310,6 +349,8 @@ def train_config(t: dict[str, Any]) -> dict[str, Any]:
         "amp": tr["amp"],
         "cuda_amp": "$@amp and torch.device(@device).type == 'cuda'",
         "cpu_amp": "$@amp and torch.device(@device).type == 'cpu'",
+        "compile": tr["compile"],
+        "channels_last": tr["channels_last"],
         "seed": 0,
         "fold": None,
         "num_folds": tr["num_folds"],
@@ -333,12 +374,7 @@ def train_config(t: dict[str, Any]) -> dict[str, Any]:
             "lr": "@learning_rate",
             "weight_decay": 1e-05,
         },
-        "lr_scheduler": {
-            "_target_": "torch.optim.lr_scheduler.CosineAnnealingLR",
-            "optimizer": "@optimizer",
-            "T_max": "@max_epochs",
-            "eta_min": 1e-05,
-        },
+        **_lr_schedule(tr),
         "early_stop": {
             "_target_": "EarlyStopHandler",
             "trainer": None,
@@ -363,15 +399,26 @@ def train_config(t: dict[str, Any]) -> dict[str, Any]:
                 "batch_size": "@batch_size",
                 "shuffle": True,
                 "num_workers": "@num_workers",
+                "drop_last": "@compile",
             },
             "inferer": {
                 "_target_": "unet_med.inference.AutocastInferer",
-                "inferer": {"_target_": "SimpleInferer"},
+                "inferer": {
+                    "_target_": "unet_med.engines.CompiledInferer",
+                    "inferer": {"_target_": "SimpleInferer"},
+                    "enabled": "@compile",
+                    "channels_last": "@channels_last",
+                },
                 "enabled": "@cpu_amp",
             },
             "key_metric": {"train_loss": {"_target_": "ignite.metrics.Average", "output_transform": loss_from}},
             "handlers": [
-                _handler("LrScheduleHandler", lr_scheduler="@lr_scheduler", print_lr=False),
+                _handler(
+                    "LrScheduleHandler",
+                    lr_scheduler="@lr_scheduler",
+                    print_lr=False,
+                    epoch_level=tr["lr_schedule"] == "cosine",
+                ),
                 _handler(
                     "ValidationHandler", validator="@validate#evaluator", epoch_level=True, interval="@val_interval"
                 ),
@@ -429,8 +476,8 @@ def train_config(t: dict[str, Any]) -> dict[str, Any]:
                 "inferer": {
                     "_target_": "SlidingWindowInferer",
                     "roi_size": "@patch_size",
-                    "sw_batch_size": 4,
-                    "overlap": 0.5,
+                    "sw_batch_size": tr["val_sw_batch_size"],
+                    "overlap": tr["val_overlap"],
                     "mode": "gaussian",
                 },
                 "enabled": "@cpu_amp",

@@ -10,6 +10,7 @@ from unet_med.engines.checkpoint import (
     load_network,
     load_state_dict,
 )
+from unet_med.engines.compiled import CompiledInferer
 from unet_med.engines.figures import save_overlay_figure
 from unet_med.engines.microscopy_report import MicroscopyReport, instance_metrics, membrane_metrics
 from unet_med.engines.overlay import OverlayImageHandler, overlay_slice
@@ -18,6 +19,7 @@ __all__ = [
     "METRIC_NAMES",
     "BestModelSaver",
     "CaseMetricsReport",
+    "CompiledInferer",
     "MicroscopyReport",
     "OverlayImageHandler",
     "ResumableCheckpoint",

@@ -31,6 +31,8 @@ from monai.networks.blocks import Convolution
 from monai.networks.layers.factories import Conv, Pool
 from torch import nn
 
+from unet_med.networks.norm import swap_instance_norms
+
 __all__ = ["UNet"]
 
 logger = logging.getLogger(__name__)
@@ -171,6 +173,8 @@ class UNet(nn.Module):
             if deep_supervision
             else nn.ModuleList()
         )
+        # same parameters and eager kernel; under torch.compile the norm keeps channels-last (networks/norm.py)
+        swap_instance_norms(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         """Returns logits ``(B, out_channels, *spatial)``; a list of them (full size first) when training with
