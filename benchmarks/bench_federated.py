@@ -109,9 +109,8 @@ def _fedavg(work: Path, splits: dict[str, list], validation: list, epochs: int, 
 
     job = work / f"job_{label}"
     # from a random initialisation, as the centralised and single-site runs (not from the shipped weights)
-    write_job(
-        _source(work), job, sites=len(SITES), rounds=epochs, local_epochs=1, train_timeout=3600, start_from_weights=False
-    )
+    options = {"local_epochs": 1, "train_timeout": 3600, "start_from_weights": False}
+    write_job(_source(work), job, sites=len(SITES), rounds=epochs, **options)
     # one app per simulated site, whose datalist names only that site's cases (a real site sets its environment)
     meta = json.loads((job / "meta.json").read_text())
     shares = np.array_split(np.arange(len(validation)), len(SITES))

@@ -317,10 +317,10 @@ def recognize_bundle(bundle_dir: str | os.PathLike, weights: bool = True) -> Rec
         return result
     result.problems += _layout(root, set(rendered), _model_names(result.task))
     for name, text in rendered.items():
-        data = _read_once(root, f"configs/{name}", MAX_CONFIG_BYTES, result)
-        if data is not None:
-            result.files[f"configs/{name}"] = data
-            result.problems += _config_problems(name, data, text)
+        config = _read_once(root, f"configs/{name}", MAX_CONFIG_BYTES, result)
+        if config is not None:
+            result.files[f"configs/{name}"] = config
+            result.problems += _config_problems(name, config, text)
     datalist = root / "configs" / "datalist.json"
     if datalist.is_file() and not datalist.is_symlink():
         try:
@@ -331,14 +331,14 @@ def recognize_bundle(bundle_dir: str | os.PathLike, weights: bool = True) -> Rec
             result.problems.append(f"configs/datalist.json: {e}")
     if weights and result.ok:  # only a recognised bundle's weights are unpickled (weights_only)
         for name in _model_names(result.task):
-            data = _read_once(root, f"models/{name}", MAX_WEIGHTS_BYTES, result)
-            if data is None:
+            model = _read_once(root, f"models/{name}", MAX_WEIGHTS_BYTES, result)
+            if model is None:
                 continue
-            result.problems += _weights_problems(data, result.config("inference.json"), name)
+            result.problems += _weights_problems(model, result.config("inference.json"), name)
             if name == "model.pt":
-                result.weights = data
+                result.weights = model
             else:
-                result.member_weights[name] = data
+                result.member_weights[name] = model
     return result
 
 

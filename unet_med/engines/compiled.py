@@ -69,7 +69,7 @@ class CompiledInferer(Inferer):
         if network is not self._network:
             if self.channels_last:
                 # in place: the optimizer keeps the same Parameter objects
-                network.to(memory_format=_channels_last(ndim))
+                network.to(memory_format=_channels_last(ndim))  # type: ignore[call-overload]
             self._network = network
             self._compiled = (
                 torch.compile(network, dynamic=self.dynamic, backend=self.backend) if self.enabled else network
