@@ -180,10 +180,11 @@ def worker_monai_run(volume: Path, bundle: Path, out: Path) -> dict[str, Any]:
     inferer and post-processing as ``ours``), timed from the command's start to the mask on disk."""
     from monai.bundle.scripts import run
 
+    masks = out.parent / f"{out.stem}_run_{volume.name.split('.')[0]}"
     start = time.perf_counter()
-    run(config_file=str(bundle / "configs" / "inference.json"), input=str(volume), output_dir=str(out.parent / "run"))
+    run(config_file=str(bundle / "configs" / "inference.json"), input=str(volume), output_dir=str(masks))
     seconds = time.perf_counter() - start
-    (mask,) = list((out.parent / "run").glob("*_seg.nii.gz"))
+    (mask,) = list(masks.glob("*_seg.nii.gz"))
     np.save(out, np.asarray(nib.load(mask).dataobj))
     return {"seconds": seconds, "net_seconds": float("nan"), "windows": 0}
 
