@@ -10,9 +10,12 @@
 - ``evaluate.json`` and ``multi_gpu_train.json``: overlays on ``train.json``, as in the zoo.
 - ``metadata.json`` (with exact package pins) and ``logging.conf``.
 
-Every ``$`` expression in a bundle comes from here, and all of them are one-line plumbing; a bundle differs from
-another only through its task description. ``unet-med bundle build DIR`` rewrites a bundle's configs from its
-``configs/task.json`` and :func:`unet_med.bundle.build.check_bundle` tells when a committed config has drifted.
+The configs themselves are written in :mod:`~unet_med.bundle.template_train` (``train.json`` and its overlays),
+:mod:`~unet_med.bundle.template_infer` (``inference.json``, ``metadata.json``) and
+:mod:`~unet_med.bundle.template_parts` (what they share). Every ``$`` expression in a bundle comes from these, and
+all of them are one-line plumbing; a bundle differs from another only through its task description.
+``unet-med bundle build DIR`` rewrites a bundle's configs from its ``configs/task.json`` and
+:func:`unet_med.bundle.build.check_bundle` tells when a committed config has drifted.
 
 Example::
 
