@@ -84,3 +84,18 @@ def test_inputs_become_plain_channels_last_tensors_and_the_network_is_compiled_o
     assert seen[0][:2] == (torch.Tensor, True)
     assert seen[0][2] is seen[1][2] and seen[0][2] is not net  # the same compiled wrapper, built once
     assert net.head.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_without_a_cpp_compiler_training_runs_eagerly(monkeypatch, caplog):
+    """Inductor on a CPU needs a C++ compiler, which many hospital workstations lack: the step then runs eagerly."""
+    import unet_med.engines.compiled as compiled
+
+    monkeypatch.setattr(compiled.shutil, "which", lambda name: None)
+    assert not compiled.can_compile(torch.device("cpu"))
+    assert compiled.can_compile(torch.device("cpu"), backend="aot_eager")
+    seen = []
+    net = UNet(2, 1, 2, features=(4, 8))
+    inferer = CompiledInferer(lambda x, model: seen.append(model), enabled=True, channels_last=True)
+    with caplog.at_level("WARNING"):
+        inferer(torch.rand(2, 1, 8, 8), net)
+    assert seen[0] is net and "no C++ compiler" in caplog.text

@@ -15,6 +15,8 @@ loader drops its last, smaller batch when this is on.
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 from typing import Any
 
 import torch
@@ -22,13 +24,22 @@ from monai.data import MetaTensor
 from monai.inferers import Inferer
 from torch import nn
 
-__all__ = ["CompiledInferer"]
+__all__ = ["CompiledInferer", "can_compile"]
 
 logger = logging.getLogger(__name__)
 
 
 def _channels_last(dims: int) -> torch.memory_format:
     return torch.channels_last_3d if dims == 5 else torch.channels_last
+
+
+def can_compile(device: torch.device, backend: str = "inductor") -> bool:
+    """Whether ``torch.compile`` can build code here: Inductor on a CPU needs a C++ compiler (``$CXX``, ``g++``,
+    ``clang++``, ``c++`` or MSVC's ``cl``), which many workstations lack; elsewhere it is assumed to work."""
+    if backend != "inductor" or device.type != "cpu":
+        return True
+    names = [os.environ.get("CXX", ""), "g++", "clang++", "c++", "cl"]
+    return any(name and shutil.which(name) for name in names)
 
 
 class CompiledInferer(Inferer):
@@ -65,21 +76,26 @@ class CompiledInferer(Inferer):
         self._network: nn.Module | None = None
         self._compiled: Any = None
 
-    def _prepare(self, network: nn.Module, ndim: int) -> Any:
+    def _prepare(self, network: nn.Module, ndim: int, device: torch.device) -> Any:
         if network is not self._network:
             if self.channels_last:
                 # in place: the optimizer keeps the same Parameter objects
                 network.to(memory_format=_channels_last(ndim))  # type: ignore[call-overload]
             self._network = network
+            compile_here = self.enabled and can_compile(device, self.backend)
+            if self.enabled and not compile_here:
+                logger.warning(
+                    "no C++ compiler found (set CXX or install g++/clang): training runs without torch.compile"
+                )
             self._compiled = (
-                torch.compile(network, dynamic=self.dynamic, backend=self.backend) if self.enabled else network
+                torch.compile(network, dynamic=self.dynamic, backend=self.backend) if compile_here else network
             )
-            if self.enabled:
+            if compile_here:
                 logger.info("compiling the training step's network (the first iteration takes longer)")
         return self._compiled
 
     def __call__(self, inputs: torch.Tensor, network: Any, *args: Any, **kwargs: Any) -> Any:
-        model = self._prepare(network, inputs.dim())
+        model = self._prepare(network, inputs.dim(), inputs.device)
         if isinstance(inputs, MetaTensor):  # a plain tensor: no __torch_function__ for the compiler to trace
             inputs = inputs.as_tensor()
         if self.channels_last and inputs.dim() in (4, 5):
