@@ -63,6 +63,7 @@ __all__ = [
     "MAX_RATIO",
     "MAX_UNPACKED_BYTES",
     "RATIO_EXEMPT_BYTES",
+    "bundle_files",
     "pack_bundle",
     "unpack_bundle",
 ]
@@ -84,7 +85,12 @@ _METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflated"}
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed timestamps: packing the same bundle twice gives the same zip
 
 
-def _files_to_pack(root: Path) -> list[Path]:
+def bundle_files(root: Path) -> list[Path]:
+    """The files of a bundle that travel: ``configs/``, ``docs/`` and ``LICENSE`` (no weights, runs or caches).
+
+    Raises:
+        BundleError: one of them is a link.
+    """
     files = [p for p in (root / "configs").rglob("*") if p.is_file()]
     if (root / "docs").is_dir():
         files += [p for p in (root / "docs").rglob("*") if p.is_file()]
@@ -138,7 +144,7 @@ def pack_bundle(
     meta = json.loads((root / "configs" / "metadata.json").read_text(encoding="utf-8"))
     with tempfile.TemporaryDirectory(prefix="unet-med-pack-") as tmp:
         stage = Path(tmp) / "bundle"
-        for path in _files_to_pack(root):
+        for path in bundle_files(root):
             dest = stage / path.relative_to(root)
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, dest)

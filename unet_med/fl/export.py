@@ -126,7 +126,7 @@ def export_global_model(
         FileExistsError: ``out_bundle_dir`` exists.
     """
     from unet_med.bundle.export import bundle_parser
-    from unet_med.fl.job import bundle_files
+    from unet_med.bundle.pack import bundle_files
 
     bundle = Path(bundle_dir).resolve()
     out = Path(out_bundle_dir)

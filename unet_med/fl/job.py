@@ -37,6 +37,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from unet_med.bundle.pack import bundle_files
 from unet_med.bundle.recognize import require_recognized
 from unet_med.utils.io import atomic_write_json
 
@@ -46,7 +47,6 @@ __all__ = [
     "DATALIST_ENV",
     "DATASET_ENV",
     "NOISE_ARGS",
-    "bundle_files",
     "client_config",
     "layer_regex",
     "server_config",
@@ -241,15 +241,6 @@ def server_config(
             }
         ],
     }
-
-
-def bundle_files(root: Path) -> list[Path]:
-    """The files of a bundle that travel: ``configs/``, ``docs/`` and the licence (no weights, runs or caches)."""
-    files = [p for p in (root / "configs").rglob("*") if p.is_file()]
-    if (root / "docs").is_dir():
-        files += [p for p in (root / "docs").rglob("*") if p.is_file()]
-    files += [p for p in root.iterdir() if p.is_file() and re.match(r"(LICEN[CS]E|COPYING|NOTICE)", p.name, re.I)]
-    return sorted(files)
 
 
 def _weights_fit(bundle_dir: Path, weights: Path, overrides: Mapping[str, Any]) -> str | None:

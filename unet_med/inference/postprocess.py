@@ -39,6 +39,7 @@ from unet_med.inference.resample import resample_to_grid
 from unet_med.transforms.microscopy import classes_to_instances
 
 __all__ = [
+    "INVERT_VOXEL_LIMIT",
     "InvertToInputd",
     "SaveImageLikeInputd",
     "ScoresToLabelsd",

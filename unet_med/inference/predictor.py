@@ -48,7 +48,13 @@ from unet_med.data.sitk_reader import SITKReader
 from unet_med.inference.bundle_model import BundleModel
 from unet_med.inference.inferer import ScanInferer
 from unet_med.inference.output import output_path, write_image
-from unet_med.inference.postprocess import argmax_uint8, invert_to_input, label_dtype, scores_to_labels
+from unet_med.inference.postprocess import (
+    INVERT_VOXEL_LIMIT,
+    argmax_uint8,
+    invert_to_input,
+    label_dtype,
+    scores_to_labels,
+)
 from unet_med.inference.runtime import choose_precision, glibc_malloc_default, glibc_malloc_mapped
 
 __all__ = ["CaseResult", "InputError", "Predictor", "argmax_uint8"]
@@ -139,7 +145,7 @@ class Predictor:
         channels_last: bool | str = "auto",
         stitch_budget_bytes: int = 1 << 30,
         tune_malloc: bool = True,
-        invert_voxel_limit: int = 1 << 24,
+        invert_voxel_limit: int = INVERT_VOXEL_LIMIT,
         progress: bool = False,
         fast_layers: bool = True,
     ) -> None:
