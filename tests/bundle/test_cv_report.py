@@ -60,3 +60,31 @@ def test_cv_report_scores_every_case_out_of_fold_and_writes_the_choice(cv_traine
     inference = json.loads((cv_trained / "configs" / "inference.json").read_text())
     step = inference["postprocessing"]["transforms"][0]
     assert step.get("keep_largest", []) == report["chosen_keep_largest_component"]
+
+
+def test_regions_are_scored_and_a_class_is_judged_by_the_regions_that_hold_it():
+    regions = [(1, 2), (2,)]  # "whole" holds classes 1 and 2, "core" class 2 only
+    label = torch.zeros(24, 24, 24, dtype=torch.uint8)
+    label[2:10, 2:10, 2:10] = 1
+    label[4:8, 4:8, 4:8] = 2
+    pred = label.clone()
+    pred[18:22, 18:22, 18:22] = 1  # a spurious class-1 island: hurts "whole" only
+    names = ["background", "whole", "core"]
+    rows = score_labels(pred, label, 3, class_names=names, regions=regions)
+    assert [r["class_name"] for r in rows] == ["whole", "core"] and rows[1]["dice"] == 1.0 and rows[0]["dice"] < 1.0
+    kept = [
+        {"candidate": c, **r}
+        for c in (1, 2)
+        for r in score_labels(keep_largest(pred, c), label, 3, class_names=names, regions=regions)
+    ]
+    choice = choose_keep_largest(rows, kept, {1: ("a", [1]), 2: ("b", [1, 2])})
+    assert choice["a"]["keep"] is True and choice["a"]["dice_with"] == 1.0
+    assert choice["b"]["keep"] is False
+
+
+def test_keep_largest_leaves_its_input_as_it_is():
+    mask = torch.zeros(12, 12, 12, dtype=torch.uint8)
+    mask[1:4, 1:4, 1:4] = 1
+    mask[8:10, 8:10, 8:10] = 1
+    before = mask.clone()
+    assert int(keep_largest(mask, 1).sum()) == 27 and torch.equal(mask, before)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from monai.data import MetaTensor
 
-from unet_med.transforms import inference_postprocessing, preprocessing, train_augmentation
+from unet_med.transforms import inference_postprocessing, preprocessing, strong_augmentation, train_augmentation
 
 
 def _lps_volume(path, shape=(20, 18, 7), zooms=(0.8, 0.9, 3.0)):
@@ -84,6 +84,34 @@ def test_non_square_patches_keep_their_shape():
     for _ in range(5):
         samples = aug({"image": torch.rand(1, 16, 16, 10), "label": label})
         assert all(tuple(s["image"].shape) == (1, 8, 12, 8) for s in samples)
+
+
+@pytest.mark.parametrize("patch", [(24, 24, 8), (16, 16, 16), (32, 24)])
+def test_strong_augmentation_keeps_patch_size_and_label_values(patch):
+    from monai.utils import set_determinism
+
+    set_determinism(0)
+    shape = tuple(2 * p for p in patch)
+    label = torch.zeros(1, *shape, dtype=torch.uint8)
+    label[(0, *[slice(s // 3, s // 2) for s in shape])] = 1
+    label[(0, *[slice(s // 2, 2 * s // 3) for s in shape])] = 2
+    aug = strong_augmentation(patch, num_classes=3, num_samples=4)
+    try:
+        for _ in range(3):
+            for s in aug({"image": torch.rand(1, *shape), "label": label.clone()}):
+                assert tuple(s["image"].shape) == (1, *patch) and tuple(s["label"].shape) == (1, *patch)
+                assert set(torch.unique(s["label"]).tolist()) <= {0, 1, 2}  # nearest: no blended labels
+    finally:
+        set_determinism(None)
+
+
+def test_strong_augmentation_rotates_in_plane_for_thick_slices_and_draws_a_third_on_foreground():
+    thin, iso = strong_augmentation((96, 96, 28), 2), strong_augmentation((64, 64, 64), 2)
+    assert thin.transforms[2].rand_affine.rand_affine_grid.rotate_range[:2] == (0.0, 0.0)
+    assert all(r > 0 for r in iso.transforms[2].rand_affine.rand_affine_grid.rotate_range)
+    assert strong_augmentation((16, 16), 5).transforms[1].cropper.ratios == pytest.approx([8.0, 1.0, 1.0, 1.0, 1.0])
+    with pytest.raises(ValueError, match="foreground_fraction"):
+        strong_augmentation((16, 16), 2, foreground_fraction=0.0)
 
 
 def test_nrrd_input_is_read_in_the_same_geometry_as_nifti(tmp_path):

@@ -3,12 +3,14 @@
 After ``unet-med bundle cv`` each case was a validation case of exactly one fold. :func:`cv_report` predicts it with
 that fold's best model (``runs/fold{k}/models/model.pt``) through the bundle's own inference path (its
 preprocessing, :class:`~unet_med.inference.inferer.ScanInferer`, the argmax label map, the inverse back to the
-input's grid) and scores it against its label file: per class and per case Dice, HD95 and surface Dice, with mean
-and standard deviation over the cases (:func:`unet_med.engines.case_metrics.summarize_case_metrics`).
+input's grid) and scores it against its label file: per class (or per region, for a bundle evaluated by regions such
+as the BraTS whole tumour) and per case Dice, HD95 and surface Dice, with mean and standard deviation over the cases
+(:func:`unet_med.engines.case_metrics.summarize_case_metrics`).
 
 The same predictions decide the post-processing, per class: keep-largest-component is switched on for class ``c``
-only when it raises the out-of-fold mean Dice of ``c`` (:func:`choose_keep_largest`; it only turns class-``c``
-voxels into background, so each class is decided on its own). With ``apply=True`` the choice is written into
+only when it raises the out-of-fold mean Dice of what ``c`` belongs to (class ``c`` itself, or the regions holding
+``c``; :func:`choose_keep_largest`). It only turns class-``c`` voxels into background, so each class is decided on
+its own; the post-processed figures apply every chosen class together. With ``apply=True`` the choice is written into
 ``configs/task.json`` (``postprocessing.keep_largest_component``) and the configs are rebuilt.
 
 Written: ``runs/cv/cv_report.json``, ``runs/cv/cv_report.md`` and the Markdown again as ``docs/cv_report.md`` for
@@ -41,6 +43,7 @@ from unet_med.bundle.template import config_text, with_defaults
 from unet_med.data.datalist import read_datalist
 from unet_med.data.readers import image_suffix, read_array
 from unet_med.engines.case_metrics import case_metrics, summarize_case_metrics
+from unet_med.transforms.regions import label_to_regions
 from unet_med.utils.io import atomic_path, atomic_write_json
 
 __all__ = ["apply_keep_largest", "choose_keep_largest", "cv_report", "keep_largest", "report_markdown", "score_labels"]
@@ -50,11 +53,11 @@ logger = logging.getLogger(__name__)
 
 def keep_largest(mask: torch.Tensor, label: int) -> torch.Tensor:
     """``mask`` ``(*spatial)`` with only the largest connected component of ``label`` kept (the rest background),
-    as the bundle's ``ScoresToLabelsd(keep_largest=[label])`` does."""
+    as the bundle's ``ScoresToLabelsd(keep_largest=[label])`` does; ``mask`` itself is left as it is."""
     from monai.transforms import KeepLargestConnectedComponent
 
     keep = KeepLargestConnectedComponent(applied_labels=[int(label)], is_onehot=False)
-    return torch.as_tensor(keep(mask[None]))[0].to(mask.dtype)
+    return torch.as_tensor(keep(mask[None].clone()))[0].to(mask.dtype)  # the transform edits its input
 
 
 def score_labels(
@@ -64,9 +67,14 @@ def score_labels(
     spacing: Sequence[float] | None = None,
     class_names: Sequence[str] | None = None,
     surface_tolerance_mm: float = 2.0,
+    regions: Sequence[Sequence[int]] | None = None,
 ) -> list[dict[str, Any]]:
     """Dice, HD95 and surface Dice of each foreground class of a label map ``pred`` against ``label`` (both
     ``(*spatial)`` class indices): :func:`~unet_med.engines.case_metrics.case_metrics` rows.
+
+    With ``regions`` (e.g. BraTS whole tumour, tumour core, enhancing tumour) each region, a set of labels, is
+    scored instead of each class: row ``class_index`` ``i`` is region ``i - 1`` and ``class_names`` names the
+    background and then the regions.
 
     Raises:
         ValueError: the maps differ in shape.
@@ -76,44 +84,63 @@ def score_labels(
         raise ValueError(f"prediction {tuple(pred_t.shape)} and label {tuple(label_t.shape)} differ in shape")
 
     def onehot(t: torch.Tensor) -> torch.Tensor:
+        if regions is not None:
+            maps = label_to_regions(t[None], regions)
+            return torch.cat([torch.zeros_like(maps[:1]), maps])  # channel 0 stands for the background
         return torch.nn.functional.one_hot(t.clamp(0, num_classes - 1), num_classes).movedim(-1, 0).float()
 
     names = list(class_names) if class_names is not None else None
     return case_metrics(onehot(pred_t), onehot(label_t), spacing, names, surface_tolerance_mm=surface_tolerance_mm)
 
 
-def _class_dice(rows: Sequence[Mapping[str, Any]]) -> dict[int, float]:
-    """Mean finite Dice per class index (NaN, both masks empty, left out as in the summaries)."""
-    by_class: dict[int, list[float]] = {}
+def _unit_dice(rows: Sequence[Mapping[str, Any]]) -> dict[int, float]:
+    """Mean finite Dice per scored class or region (NaN, both masks empty, left out as in the summaries)."""
+    by_unit: dict[int, list[float]] = {}
     for row in rows:
-        by_class.setdefault(int(row["class_index"]), []).append(float(row["dice"]))
+        by_unit.setdefault(int(row["class_index"]), []).append(float(row["dice"]))
     means = {}
-    for index, values in by_class.items():
+    for index, values in by_unit.items():
         finite = [v for v in values if math.isfinite(v)]
         means[index] = float(np.mean(finite)) if finite else math.nan
     return means
 
 
+def _mean(values: Sequence[float]) -> float:
+    finite = [v for v in values if math.isfinite(v)]
+    return float(np.mean(finite)) if finite and len(finite) == len(values) else math.nan
+
+
 def choose_keep_largest(
-    base_rows: Sequence[Mapping[str, Any]], kept_rows: Sequence[Mapping[str, Any]]
+    base_rows: Sequence[Mapping[str, Any]],
+    kept_rows: Sequence[Mapping[str, Any]],
+    candidates: Mapping[int, tuple[str, Sequence[int]]] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Per class: keep the largest component only when that raises the out-of-fold mean Dice.
 
     Args:
-        base_rows: per case and class rows of the plain argmax maps (``class_index``, ``class_name``, ``dice``).
-        kept_rows: the same cases and classes, each class scored with its largest component kept.
+        base_rows: per case and scored unit (class or region) rows of the plain argmax maps (``class_index``,
+            ``class_name``, ``dice``).
+        kept_rows: the same cases scored with one class's largest component kept; ``candidate`` names that class
+            (default: the row's own ``class_index``, for bundles scored per class).
+        candidates: class index -> (its name, the scored units its voxels belong to); default: every scored
+            class is a candidate of its own. For regions, class 4 of BraTS belongs to all three regions.
 
     Returns:
-        ``{class_name: {"class_index", "dice_without", "dice_with", "keep"}}``; ``keep`` is true only when
-        ``dice_with > dice_without``.
+        ``{class_name: {"class_index", "dice_without", "dice_with", "keep"}}``, Dice as the mean over the units
+        the class belongs to; ``keep`` is true only when ``dice_with > dice_without``.
     """
-    without, with_ = _class_dice(base_rows), _class_dice(kept_rows)
-    names = {int(r["class_index"]): str(r["class_name"]) for r in base_rows}
+    without = _unit_dice(base_rows)
+    if candidates is None:
+        names = {int(r["class_index"]): str(r["class_name"]) for r in base_rows}
+        candidates = {index: (name, [index]) for index, name in names.items()}
     out = {}
-    for index in sorted(without):
-        a, b = without[index], with_.get(index, math.nan)
+    for index in sorted(candidates):
+        name, units = candidates[index]
+        with_ = _unit_dice([r for r in kept_rows if int(r.get("candidate", r["class_index"])) == index])
+        a = _mean([without.get(u, math.nan) for u in units])
+        b = _mean([with_.get(u, math.nan) for u in units])
         keep = math.isfinite(a) and math.isfinite(b) and b > a
-        out[names[index]] = {"class_index": index, "dice_without": a, "dice_with": b, "keep": bool(keep)}
+        out[name] = {"class_index": index, "dice_without": a, "dice_with": b, "keep": bool(keep)}
     return out
 
 
@@ -148,20 +175,26 @@ def _fold_cases(root: Path, fold: int) -> list[dict[str, Any]]:
     return list(doc.get("validation", []))
 
 
-def _oof_rows(
+def _scored_units(task: dict[str, Any]) -> tuple[list[str], list[tuple[int, ...]] | None]:
+    """Names of what is scored (``background`` first) and the regions, or ``None`` when each class is scored."""
+    if task["evaluation"]["report"] == "regions":
+        regions = task["evaluation"]["regions"]
+        return ["background"] + [r["name"] for r in regions], [tuple(r["labels"]) for r in regions]
+    return list(task["classes"]), None
+
+
+def _oof_predictions(
     root: Path, folds: Sequence[int], task: dict[str, Any], device: str, trust_bundle_code: bool
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[int, list[str]]]:
-    """Per case and class rows of the out-of-fold argmax maps, and of each class with its largest component kept."""
+) -> tuple[list[dict[str, Any]], dict[int, list[str]]]:
+    """Every held-out case of the folds: its out-of-fold argmax map (network grid), the label (input grid), the
+    spacing and how to map a label map back onto the input's grid."""
     from unet_med.inference.bundle_model import load_bundle
     from unet_med.inference.postprocess import invert_to_input, scores_to_labels
     from unet_med.inference.predictor import Predictor
 
-    num_classes, names = len(task["classes"]), list(task["classes"])
-    tolerance = float(task["evaluation"]["surface_tolerance_mm"])
     labels = task["labels"]
     mapping = dict(zip(labels["values"], labels["map_to"])) if labels["kind"] == "values" else None
-    base_rows: list[dict[str, Any]] = []
-    kept_rows: list[dict[str, Any]] = []
+    cases: list[dict[str, Any]] = []
     fold_cases: dict[int, list[str]] = {}
     for fold in folds:
         weights = Path(weights_dir(str(root), fold)) / "model.pt"
@@ -174,22 +207,48 @@ def _oof_rows(
             case = _case_name(item["image"])
             fold_cases[fold].append(case)
             data = model.preprocessing({"image": item["image"]})
-            base = scores_to_labels(predictor.infer(data["image"]))
             truth, affine = read_array(item["label"])
             if mapping is not None:
                 truth = np.vectorize(lambda v: mapping.get(int(v), int(v)))(np.rint(truth).astype(np.int64))
-            spacing = _spacing(affine, task["spatial_dims"])
 
             def on_input_grid(mask: torch.Tensor, image: Any = data["image"], pre: Any = model.preprocessing) -> Any:
                 return invert_to_input(mask[None], image, pre)[0][..., 0]
 
-            rows = score_labels(on_input_grid(base), truth, num_classes, spacing, names, tolerance)
-            base_rows += [{"case": case, "fold": fold, **r} for r in rows]
-            for c in range(1, num_classes):
-                kept = score_labels(on_input_grid(keep_largest(base, c)), truth, num_classes, spacing, names, tolerance)
-                kept_rows.append({"case": case, "fold": fold, **kept[c - 1]})
-            logger.info("fold %d: %s scored", fold, case)
-    return base_rows, kept_rows, fold_cases
+            cases.append(
+                {
+                    "case": case,
+                    "fold": fold,
+                    "pred": scores_to_labels(predictor.infer(data["image"])),
+                    "truth": truth,
+                    "spacing": _spacing(affine, task["spatial_dims"]),
+                    "to_input": on_input_grid,
+                }
+            )
+            logger.info("fold %d: %s predicted", fold, case)
+    return cases, fold_cases
+
+
+def _score(case: Mapping[str, Any], mask: torch.Tensor, task: dict[str, Any], **extra: Any) -> list[dict[str, Any]]:
+    names, regions = _scored_units(task)
+    rows = score_labels(
+        case["to_input"](mask),
+        case["truth"],
+        len(task["classes"]),
+        case["spacing"],
+        names,
+        float(task["evaluation"]["surface_tolerance_mm"]),
+        regions=regions,
+    )
+    return [{"case": case["case"], "fold": case["fold"], **extra, **r} for r in rows]
+
+
+def _candidates(task: dict[str, Any]) -> dict[int, tuple[str, list[int]]]:
+    """Each foreground class and the scored units (classes, or regions holding it) keep-largest would change."""
+    _, regions = _scored_units(task)
+    classes = list(task["classes"])
+    if regions is None:
+        return {c: (classes[c], [c]) for c in range(1, len(classes))}
+    return {c: (classes[c], [i + 1 for i, r in enumerate(regions) if c in r]) for c in range(1, len(classes))}
 
 
 def _fmt(stats: Mapping[str, Any], digits: int = 3) -> str:
@@ -246,20 +305,32 @@ def cv_report(
     module docs); with ``apply``, writes the choice into the task description and rebuilds the configs.
 
     Raises:
-        ValueError: a bundle whose evaluation is not per class (regions, membranes, instances: not supported yet).
+        ValueError: a bundle scored as membranes or instances (microscopy: not supported yet).
         FileNotFoundError: a fold that has not been trained.
     """
     root = Path(bundle_dir).resolve()
     task = with_defaults(load_task(root))
-    if task["evaluation"]["report"] != "classes" or task["labels"]["kind"] == "instances":
-        raise ValueError(f"cv-report scores class maps; a '{task['evaluation']['report']}' bundle is not supported")
+    if task["evaluation"]["report"] not in ("classes", "regions") or task["labels"]["kind"] == "instances":
+        raise ValueError(f"cv-report scores label maps; a '{task['evaluation']['report']}' bundle is not supported")
     num_folds = num_folds_of(root)
     folds = list(range(num_folds)) if folds is None else [int(f) for f in folds]
-    base_rows, kept_rows, fold_cases = _oof_rows(root, folds, task, device, trust_bundle_code)
-    choice = choose_keep_largest(base_rows, kept_rows)
-    kept_by = {(r["case"], r["class_index"]): r for r in kept_rows}
-    chosen = {c["class_index"] for c in choice.values() if c["keep"]}
-    post_rows = [kept_by[(r["case"], r["class_index"])] if r["class_index"] in chosen else r for r in base_rows]
+    predictions, fold_cases = _oof_predictions(root, folds, task, device, trust_bundle_code)
+    candidates = {c: v for c, v in _candidates(task).items() if v[1]}
+    base_rows, kept_rows = [], []
+    for case in predictions:
+        base_rows += _score(case, case["pred"], task)
+        for c in candidates:
+            kept_rows += _score(case, keep_largest(case["pred"], c), task, candidate=c)
+    choice = choose_keep_largest(base_rows, kept_rows, candidates)
+    chosen = sorted(c["class_index"] for c in choice.values() if c["keep"])
+    post_rows = base_rows
+    if chosen:
+        post_rows = []
+        for case in predictions:
+            mask = case["pred"]
+            for c in chosen:
+                mask = keep_largest(mask, c)
+            post_rows += _score(case, mask, task)
     cases: dict[str, dict[str, Any]] = {}
     for r in base_rows:
         entry = cases.setdefault(r["case"], {"case": r["case"], "fold": r["fold"], "classes": {}})
@@ -272,7 +343,7 @@ def cv_report(
         "raw": summarize_case_metrics(base_rows),
         "postprocessed": summarize_case_metrics(post_rows),
         "keep_largest_component": choice,
-        "chosen_keep_largest_component": sorted(chosen),
+        "chosen_keep_largest_component": chosen,
         "cases": list(cases.values()),
     }
     out = root / "runs" / "cv"
@@ -282,7 +353,7 @@ def cv_report(
         with atomic_path(path) as tmp:
             tmp.write_text(text, encoding="utf-8")
     if apply:
-        apply_keep_largest(root, sorted(chosen))
+        apply_keep_largest(root, chosen)
     return report
 
 

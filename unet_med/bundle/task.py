@@ -102,7 +102,7 @@ TASK_SCHEMA: dict[str, Any] = {
                     "learning_rate": _POS_NUM,
                     "amp": {"type": "boolean"},
                     "loss": {"enum": ["dice_ce", "ce"]},
-                    "augmentation": {"enum": ["volume", "microscopy"]},
+                    "augmentation": {"enum": ["volume", "volume_strong", "microscopy"]},
                     "demo": _obj(
                         {
                             "num_cases": {"type": "integer", "minimum": 2, "maximum": 256},

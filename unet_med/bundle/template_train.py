@@ -75,6 +75,8 @@ def _loss(t: dict[str, Any]) -> dict[str, Any]:
 def _augmentation(t: dict[str, Any]) -> dict[str, Any]:
     if t["training"]["augmentation"] == "microscopy":
         target = "unet_med.transforms.microscopy_augmentation"
+    elif t["training"]["augmentation"] == "volume_strong":
+        target = "unet_med.transforms.strong_augmentation"
     else:
         target = "unet_med.transforms.train_augmentation"
     return {

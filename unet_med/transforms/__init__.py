@@ -10,7 +10,12 @@ from unet_med.transforms.microscopy import (
     instances_to_classes,
     microscopy_augmentation,
 )
-from unet_med.transforms.presets import inference_postprocessing, preprocessing, train_augmentation
+from unet_med.transforms.presets import (
+    inference_postprocessing,
+    preprocessing,
+    strong_augmentation,
+    train_augmentation,
+)
 from unet_med.transforms.regions import BRATS_REGIONS, LabelToRegionsd, label_to_regions
 
 __all__ = [
@@ -25,6 +30,7 @@ __all__ = [
     "label_to_regions",
     "microscopy_augmentation",
     "preprocessing",
+    "strong_augmentation",
     "train_augmentation",
     "zscore_foreground",
 ]

@@ -15,6 +15,7 @@ map a prediction back to the input's own geometry. Intensity normalisation depen
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from monai.transforms import (
@@ -29,12 +30,16 @@ from monai.transforms import (
     LoadImaged,
     NormalizeIntensityd,
     Orientationd,
+    RandAdjustContrastd,
+    RandAffined,
     RandCropByLabelClassesd,
     RandFlipd,
     RandGaussianNoised,
+    RandGaussianSmoothd,
     RandRotate90d,
     RandScaleIntensityd,
     RandShiftIntensityd,
+    RandSimulateLowResolutiond,
     ScaleIntensityRanged,
     ScaleIntensityRangePercentilesd,
     Spacingd,
@@ -45,7 +50,7 @@ from monai.transforms.transform import MapTransform
 from unet_med.data.sitk_reader import SITKReader
 from unet_med.transforms.intensity import ZScoreForegroundd
 
-__all__ = ["inference_postprocessing", "preprocessing", "train_augmentation"]
+__all__ = ["inference_postprocessing", "preprocessing", "strong_augmentation", "train_augmentation"]
 
 MODALITIES = ("mri", "ct", "microscopy", "none")
 
@@ -171,6 +176,81 @@ def train_augmentation(
     transforms += [
         RandScaleIntensityd(keys=image_key, factors=0.1, prob=0.5),
         RandShiftIntensityd(keys=image_key, offsets=0.1, prob=0.5),
+        RandGaussianNoised(keys=image_key, prob=0.15, std=0.05),
+    ]
+    return Compose(transforms)
+
+
+def strong_augmentation(
+    patch_size: Sequence[int],
+    num_classes: int,
+    num_samples: int = 2,
+    image_key: str = "image",
+    label_key: str = "label",
+    foreground_fraction: float = 1.0 / 3.0,
+) -> Compose:
+    """Augmentation for small training sets (nnU-Net's kind): rotation and scaling, gamma, blur, low resolution.
+
+    A crop a quarter larger than the patch is drawn (a third of the centres on a foreground class, shared equally
+    between the classes, the rest on background), rotated and scaled about its centre by ``RandAffined`` into
+    ``patch_size`` (so the corners rarely show padding), then flipped and given intensity changes. Rotation is in
+    the plane of the first two axes when the patch is much thinner along the third (thick-slice CT or MRI), about
+    every axis otherwise.
+
+    Args:
+        patch_size: spatial size of the training patches (2 or 3 entries).
+        num_classes: number of label classes (background included).
+        num_samples: patches drawn per loaded case.
+        image_key: the key of the image.
+        label_key: the key of the label map.
+        foreground_fraction: share of patch centres on foreground classes, in (0, 1].
+
+    Returns:
+        A ``Compose`` to apply after :func:`preprocessing`.
+    """
+    if not 0.0 < foreground_fraction <= 1.0:
+        raise ValueError(f"foreground_fraction {foreground_fraction} must be in (0, 1]")
+    keys = [image_key, label_key]
+    dims = len(patch_size)
+    crop = [math.ceil(s * 1.25) for s in patch_size]
+    background = (1.0 - foreground_fraction) / foreground_fraction * (num_classes - 1)
+    angle = math.radians(15.0)
+    if dims == 2:
+        rotate: tuple[float, ...] | float = angle
+    elif patch_size[2] * 2 < min(patch_size[0], patch_size[1]):
+        rotate = (0.0, 0.0, angle)
+    else:
+        rotate = (angle, angle, angle)
+    transforms: list[MapTransform] = [
+        SpatialPadd(keys=keys, spatial_size=crop),
+        RandCropByLabelClassesd(
+            keys=keys,
+            label_key=label_key,
+            spatial_size=crop,
+            num_classes=num_classes,
+            ratios=[background] + [1.0] * (num_classes - 1),
+            num_samples=num_samples,
+            warn=False,
+        ),
+        RandAffined(
+            keys=keys,
+            spatial_size=list(patch_size),
+            prob=1.0,
+            rotate_range=rotate,
+            scale_range=[0.15] * dims,
+            mode=("bilinear", "nearest"),
+            padding_mode="zeros",
+        ),
+    ]
+    transforms += [RandFlipd(keys=keys, prob=0.5, spatial_axis=axis) for axis in range(dims)]
+    transforms += [
+        RandScaleIntensityd(keys=image_key, factors=0.15, prob=0.5),
+        RandShiftIntensityd(keys=image_key, offsets=0.1, prob=0.5),
+        RandAdjustContrastd(keys=image_key, gamma=(0.7, 1.5), prob=0.3),
+        RandGaussianSmoothd(keys=image_key, sigma_x=(0.5, 1.0), sigma_y=(0.5, 1.0), sigma_z=(0.5, 1.0), prob=0.1),
+        RandSimulateLowResolutiond(
+            keys=image_key, zoom_range=(0.5, 1.0), prob=0.15, upsample_mode="trilinear" if dims == 3 else "bilinear"
+        ),
         RandGaussianNoised(keys=image_key, prob=0.15, std=0.05),
     ]
     return Compose(transforms)
