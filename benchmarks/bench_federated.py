@@ -12,6 +12,8 @@ With the same total epochs ``E`` (the same passes over the training cases, so th
 - ``fedavg``: NVIDIA FLARE's simulator running the job ``unet-med fl job`` writes (FedAvg, MONAI's ``MonaiAlgo``),
   ``E`` rounds of one local epoch per site; each simulated site gets its own app whose datalist holds only its
   cases (in a real federation each site sets ``UNET_MED_DATASET_DIR`` / ``UNET_MED_DATALIST_FILE`` instead);
+- ``fedopt`` (``--aggregations fedopt``): the same job with the mean update taken as a server SGD step with
+  momentum (``--server-lr``, ``--server-momentum``; FLARE's FedOpt);
 - ``site-k alone``: the bundle trained for ``E`` epochs on site k's cases only.
 
 Every model is then scored the same way: the bundle's ``evaluating`` workflow on the 41 validation cases (mean
@@ -21,6 +23,8 @@ weight differences ``MonaiAlgo`` returns) are recorded.
 Usage (in a venv with the ``fl`` extra, e.g. the one docs/federated.md describes)::
 
     OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_federated.py --epochs 10 --json bench_federated.json
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_federated.py --epochs 8 --aggregations fedopt \
+        --skip-centralised --skip-alone --json bench_federated_fedopt.json
 """
 
 from __future__ import annotations
@@ -102,14 +106,16 @@ def _train(work: Path, name: str, datalist: Path, epochs: int) -> dict[str, Any]
     return {"seconds": seconds, "bundle": bundle}
 
 
-def _fedavg(work: Path, splits: dict[str, list], validation: list, epochs: int, label: str) -> dict[str, Any]:
+def _federated(
+    work: Path, splits: dict[str, list], validation: list, epochs: int, label: str, server: dict[str, Any]
+) -> dict[str, Any]:
     import torch
 
     from unet_med.fl import export_global_model, simulate, write_job
 
     job = work / f"job_{label}"
     # from a random initialisation, as the centralised and single-site runs (not from the shipped weights)
-    options = {"local_epochs": 1, "train_timeout": 3600, "start_from_weights": False}
+    options = {"local_epochs": 1, "train_timeout": 3600, "start_from_weights": False, **server}
     write_job(_source(work), job, sites=len(SITES), rounds=epochs, **options)
     # one app per simulated site, whose datalist names only that site's cases (a real site sets its environment)
     meta = json.loads((job / "meta.json").read_text())
@@ -131,7 +137,7 @@ def _fedavg(work: Path, splits: dict[str, list], validation: list, epochs: int, 
     result = simulate(job, work / f"ws_{label}", sites=list(SITES), threads=len(SITES), timeout=4 * 3600)
     seconds = time.perf_counter() - start
     bundle = export_global_model(
-        result.workspace, _source(work), work / "bundles" / f"fedavg_{label}", epochs, list(SITES)
+        result.workspace, _source(work), work / "bundles" / f"fed_{label}", epochs, list(SITES)
     )
     state = torch.load(bundle / "models" / "model.pt", weights_only=True)
     sent = sum(v.numel() * 4 for v in state.values() if v.is_floating_point())
@@ -143,7 +149,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=10, help="epochs = FedAvg rounds of one local epoch")
     parser.add_argument("--splits", nargs="+", default=["by-id", "uneven"], choices=["by-id", "uneven"])
+    parser.add_argument("--aggregations", nargs="+", default=["fedavg"], choices=["fedavg", "fedopt"])
+    parser.add_argument("--server-lr", type=float, default=1.0, help="fedopt: server step size")
+    parser.add_argument("--server-momentum", type=float, default=0.6, help="fedopt: server momentum")
     parser.add_argument("--skip-alone", action="store_true", help="skip the single-site runs")
+    parser.add_argument("--skip-centralised", action="store_true", help="skip the centralised run")
     parser.add_argument("--json", default=None, help="write the results here")
     parser.add_argument("--work", default=None, help="work folder (default: a temporary one)")
     args = parser.parse_args(argv)
@@ -162,16 +172,21 @@ def main(argv: list[str] | None = None) -> int:
         "validation_cases": len(validation),
     }
     full = _datalist(work / "full.json", training, validation)
-    run = _train(work, "centralised", full, args.epochs)
-    report["centralised"] = {"seconds": run["seconds"], "val_mean_dice": _evaluate(run["bundle"], full)}
-    print(f"centralised: {report['centralised']}", flush=True)
+    if not args.skip_centralised:
+        run = _train(work, "centralised", full, args.epochs)
+        report["centralised"] = {"seconds": run["seconds"], "val_mean_dice": _evaluate(run["bundle"], full)}
+        print(f"centralised: {report['centralised']}", flush=True)
     for kind in args.splits:
         splits = _split(training, kind, work)
         entry: dict[str, Any] = {"cases": {s: len(c) for s, c in splits.items()}}
-        fed = _fedavg(work, splits, validation, args.epochs, kind)
-        entry["fedavg"] = {k: v for k, v in fed.items() if k != "bundle"}
-        entry["fedavg"]["val_mean_dice"] = _evaluate(fed["bundle"], full)
-        print(f"{kind} fedavg: {entry['fedavg']}", flush=True)
+        for aggregation in args.aggregations:
+            server: dict[str, Any] = {"aggregation": aggregation}
+            if aggregation == "fedopt":
+                server.update(server_lr=args.server_lr, server_momentum=args.server_momentum)
+            fed = _federated(work, splits, validation, args.epochs, f"{kind}_{aggregation}", server)
+            entry[aggregation] = {**server, **{k: v for k, v in fed.items() if k != "bundle"}}
+            entry[aggregation]["val_mean_dice"] = _evaluate(fed["bundle"], full)
+            print(f"{kind} {aggregation}: {entry[aggregation]}", flush=True)
         if not args.skip_alone:
             for site in SITES:
                 site_list = _datalist(work / f"{kind}_{site}.json", splits[site], validation)

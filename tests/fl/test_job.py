@@ -67,6 +67,7 @@ def test_job_layout_and_configs(tiny_bundle: Path, tmp_path: Path):
     assert persistor["source_ckpt_filename"] == "models/model.pt" and persistor["overrides"] == TINY
     assert component(server, "quorum")["args"] == {"min_clients": 3}
     assert component(server, "tb_receiver")["path"].endswith("TBAnalyticsReceiver")
+    assert component(server, "shareable_generator")["path"].endswith("FullModelShareableGenerator")  # FedAvg
 
     (executor,) = client["executors"]
     assert executor["executor"]["path"] == "monai_nvflare.client_algo_executor.ClientAlgoExecutor"
@@ -85,6 +86,18 @@ def test_job_layout_and_configs(tiny_bundle: Path, tmp_path: Path):
     # Nothing from this machine is baked in: no absolute path, no data location.
     for text in strings([meta, server, client]):
         assert not text.startswith("/") and str(tmp_path) not in text, text
+
+
+def test_fedopt_steps_the_persistor_model_with_server_sgd(tiny_bundle: Path, tmp_path: Path):
+    job = write_job(
+        tiny_bundle, tmp_path / "job", sites=2, rounds=2, aggregation="fedopt", server_lr=2.0, server_momentum=0.5
+    )
+    meta, server, _ = configs(job)
+    generator = component(server, "shareable_generator")
+    assert generator["path"] == "unet_med.fl.fedopt.BundleFedOpt" and meta["name"].endswith("_fedopt")
+    assert generator["args"] == {"persistor_id": "persistor", "lr": 2.0, "momentum": 0.5, "device": "cpu"}
+    ids = [c["id"] for c in server["components"]]
+    assert ids.index("persistor") < ids.index("shareable_generator")  # its model exists when the run starts
 
 
 def test_weights_that_do_not_fit_are_left_behind(tmp_path: Path):
@@ -130,7 +143,8 @@ def test_layer_regex():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"aggregation": "fedprox"}, "only 'fedavg'"),
+        ({"aggregation": "fedprox"}, "'fedavg' or 'fedopt'"),
+        ({"aggregation": "fedopt", "server_momentum": 1.0}, "server_momentum"),
         ({"min_clients": 3}, r"min_clients must lie in 1\.\.2"),
         ({"min_clients": 0}, "min_clients"),
         ({"rounds": 0}, "rounds must be at least 1"),

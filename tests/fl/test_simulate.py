@@ -93,6 +93,20 @@ def test_two_sites_one_round(flare, tiny_bundle: Path, tmp_path: Path, monkeypat
     assert {p: tree(p) for p in before} == before
 
 
+def test_fedopt_round_runs_the_server_optimizer(flare, tiny_bundle: Path, tmp_path: Path):
+    job = write_job(
+        tiny_bundle, tmp_path / "job", sites=2, rounds=2, aggregation="fedopt", overrides=TINY, train_timeout=150
+    )
+    result = simulate(job, tmp_path / "ws", sites=2, timeout=170, env=site_env(tmp_path))
+    assert result.global_model is not None
+    log = result.server_log
+    assert log.count("FedOpt (torch.optim.SGD") == 2 and "aggregating 2 update(s) at round 1" in log
+    initial = torch.load(tiny_bundle / "models" / "model.pt", weights_only=True)
+    final = torch.load(result.global_model, weights_only=True)["model"]
+    assert sorted(final) == sorted(initial)
+    assert any(not torch.equal(torch.as_tensor(final[k]).float(), initial[k].float()) for k in initial)
+
+
 @pytest.mark.parametrize("min_clients", [1, 2])
 def test_a_killed_site_is_reported_and_min_clients_decides(flare, tiny_bundle: Path, tmp_path: Path, min_clients: int):
     """site-2's process dies at its first training step. With min_clients=1 the round is averaged over site-1

@@ -1,6 +1,7 @@
 """``unet-med fl`` commands: federated training of a bundle across sites with NVIDIA FLARE.
 
-- ``unet-med fl job BUNDLE --sites N --rounds R [--local-epochs E] [--aggregation fedavg] [--exclude-layers L ...]
+- ``unet-med fl job BUNDLE --sites N --rounds R [--local-epochs E] [--aggregation fedavg|fedopt]
+  [--server-lr LR] [--server-momentum M] [--exclude-layers L ...]
   [--noise percentile|svt|gaussian [--noise-arg K=V ...]] [--min-clients M] [--train-timeout S]
   [--override KEY=JSON ...] --out JOB_DIR``: write a FLARE job folder.
 - ``unet-med fl simulate JOB_DIR --workspace WS [--sites N] [--threads T] [--timeout S]``: run it in FLARE's
@@ -47,6 +48,8 @@ def _job(args: argparse.Namespace) -> int:
             rounds=args.rounds,
             local_epochs=args.local_epochs,
             aggregation=args.aggregation,
+            server_lr=args.server_lr,
+            server_momentum=args.server_momentum,
             exclude_layers=args.exclude_layers,
             noise={"kind": args.noise, **noise_args} if args.noise else None,
             min_clients=args.min_clients,
@@ -98,8 +101,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     job.add_argument("--rounds", type=int, required=True, help="FedAvg rounds")
     job.add_argument("--local-epochs", type=int, default=1, help="epochs each site trains per round")
     job.add_argument(
-        "--aggregation", default="fedavg", choices=["fedavg"], help="fedavg only (FedProx has no bundle component)"
+        "--aggregation",
+        default="fedavg",
+        choices=["fedavg", "fedopt"],
+        help="fedavg, or fedopt: the mean update through a server SGD step (FedProx has no bundle component)",
     )
+    job.add_argument("--server-lr", type=float, default=1.0, help="fedopt: server step size (default 1.0)")
+    job.add_argument("--server-momentum", type=float, default=0.6, help="fedopt: server momentum (default 0.6)")
     job.add_argument("--exclude-layers", nargs="+", default=None, help="layers that stay at each site (e.g. head)")
     job.add_argument("--noise", choices=["percentile", "svt", "gaussian"], default=None, help="privacy filter")
     job.add_argument("--noise-arg", action="append", help="filter argument KEY=VALUE, e.g. sigma=0.5 (repeatable)")

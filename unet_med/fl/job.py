@@ -189,9 +189,16 @@ def server_config(
     source_ckpt: str | None,
     train_timeout: int = 0,
     wait_time_after_min_received: int = 10,
+    server_optimizer: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
-    """``config_fed_server.json``: ScatterAndGather (FedAvg) with the in-time weighted aggregator, the bundle
-    persistor, the quorum check and the TensorBoard receiver for the sites' metrics."""
+    """``config_fed_server.json``: ScatterAndGather with the in-time weighted aggregator, the bundle persistor,
+    the quorum check and the TensorBoard receiver for the sites' metrics. The global model takes the weighted mean
+    update as it is (FedAvg), or, with ``server_optimizer`` (``{"lr": 1.0, "momentum": 0.6}``), through a server
+    SGD step (FedOpt: :class:`unet_med.fl.fedopt.BundleFedOpt`)."""
+    generator: dict[str, Any] = {"id": "shareable_generator", "path": _SHAREABLE_GENERATOR, "args": {}}
+    if server_optimizer is not None:
+        args = {"persistor_id": "persistor", **{k: float(v) for k, v in server_optimizer.items()}, "device": "cpu"}
+        generator = {"id": "shareable_generator", "path": "unet_med.fl.fedopt.BundleFedOpt", "args": args}
     return {
         "format_version": 2,
         "task_data_filters": [],
@@ -206,11 +213,7 @@ def server_config(
                     "source_ckpt_filename": source_ckpt,
                 },
             },
-            {
-                "id": "shareable_generator",
-                "path": _SHAREABLE_GENERATOR,
-                "args": {},
-            },
+            generator,
             {
                 "id": "aggregator",
                 "path": _AGGREGATOR,
@@ -281,6 +284,8 @@ def write_job(
     rounds: int,
     local_epochs: int = 1,
     aggregation: str = "fedavg",
+    server_lr: float = 1.0,
+    server_momentum: float = 0.6,
     exclude_layers: Sequence[str] | None = None,
     noise: Mapping[str, Any] | None = None,
     min_clients: int | None = None,
@@ -292,7 +297,8 @@ def write_job(
     name: str | None = None,
     trust_bundle_code: bool = False,
 ) -> Path:
-    """Writes a FLARE job folder that trains ``bundle_dir`` with FedAvg across ``sites`` sites. Returns ``out_dir``.
+    """Writes a FLARE job folder that trains ``bundle_dir`` with FedAvg (or FedOpt) across ``sites`` sites. Returns
+    ``out_dir``.
 
     Args:
         bundle_dir: the bundle (``configs/train.json`` and ``configs/evaluate.json``; ``models/model.pt`` optional).
@@ -300,9 +306,13 @@ def write_job(
         sites: how many sites the federation has (the default ``min_clients``).
         rounds: FedAvg rounds.
         local_epochs: epochs each site trains per round.
-        aggregation: ``"fedavg"``, the only one: FedProx needs a proximal term inside the bundle's loss, and
-            neither FLARE (its ``PTFedProxLoss`` is a loss to call from your own loop) nor MONAI's ``MonaiAlgo``
-            offers a component that adds it to a bundle's trainer.
+        aggregation: ``"fedavg"`` (the global model moves by the sites' weighted mean update) or ``"fedopt"``
+            (that mean is a gradient for a server SGD step with ``server_lr`` and ``server_momentum``: FedAvgM, FLARE's
+            FedOpt). FedProx is not offered: it needs a proximal term inside the bundle's loss, and neither FLARE
+            (its ``PTFedProxLoss`` is a loss to call from your own loop) nor MONAI's ``MonaiAlgo`` offers a component
+            that adds it to a bundle's trainer.
+        server_lr: the server step size (``"fedopt"`` only).
+        server_momentum: the server momentum, in [0, 1) (``"fedopt"`` only).
         exclude_layers: state-dict prefixes (``["head"]``) that never leave a site and are never overwritten by
             the global model (FLARE's ``ExcludeVars`` on incoming and outgoing data): each site keeps its own.
         noise: a privacy filter on each update, ``{"kind": "percentile", "percentile": 10, "gamma": 0.01}`` or
@@ -317,7 +327,7 @@ def write_job(
             still ends the wait when a provisioned site's job process dies; the simulator has none, so set it there).
         wait_time_after_min_received: seconds the server waits for late sites once ``min_clients`` have answered.
         key_metric: the validation metric each site reports before training.
-        name: the job name (default: the bundle folder's name + ``_fedavg``).
+        name: the job name (default: the bundle folder's name + ``_`` + ``aggregation``).
         trust_bundle_code: write a job for a bundle the installed template does not recognise (custom code).
 
     Raises:
@@ -334,11 +344,13 @@ def write_job(
     min_clients = int(sites) if min_clients is None else int(min_clients)
     if not 1 <= min_clients <= int(sites):
         raise ValueError(f"min_clients must lie in 1..{sites} (the number of sites), got {min_clients}")
-    if aggregation != "fedavg":
+    if aggregation not in ("fedavg", "fedopt"):
         raise ValueError(
-            f"aggregation {aggregation!r} is not available: only 'fedavg' (FedProx needs a proximal term in the "
-            "bundle's loss, which neither FLARE nor MONAI's MonaiAlgo provides as a component)"
+            f"aggregation {aggregation!r} is not available: 'fedavg' or 'fedopt' (FedProx needs a proximal term in "
+            "the bundle's loss, which neither FLARE nor MONAI's MonaiAlgo provides as a component)"
         )
+    if not (server_lr > 0 and 0 <= server_momentum < 1):
+        raise ValueError(f"server_lr must be > 0 and server_momentum in [0, 1), got {server_lr}, {server_momentum}")
     if train_timeout < 0 or wait_time_after_min_received < 0:
         raise ValueError("train_timeout and wait_time_after_min_received must be >= 0")
     noise = _check_noise(noise)
@@ -394,6 +406,7 @@ def write_job(
                 "models/model.pt" if use_weights else None,
                 train_timeout=int(train_timeout),
                 wait_time_after_min_received=int(wait_time_after_min_received),
+                server_optimizer=({"lr": server_lr, "momentum": server_momentum} if aggregation == "fedopt" else None),
             ),
         )
         atomic_write_json(
@@ -410,7 +423,7 @@ def write_job(
         atomic_write_json(
             stage / "meta.json",
             {
-                "name": name or f"{bundle.name}_fedavg",
+                "name": name or f"{bundle.name}_{aggregation}",
                 "resource_spec": {},
                 "min_clients": min_clients,
                 "deploy_map": {APP_NAME: ["@ALL"]},
