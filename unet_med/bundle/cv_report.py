@@ -305,16 +305,19 @@ def cv_report(
     module docs); with ``apply``, writes the choice into the task description and rebuilds the configs.
 
     Raises:
-        ValueError: a bundle scored as membranes or instances (microscopy: not supported yet).
+        ValueError: a bundle scored as instances (nuclei: not supported yet).
         FileNotFoundError: a fold that has not been trained.
     """
     root = Path(bundle_dir).resolve()
     task = with_defaults(load_task(root))
-    if task["evaluation"]["report"] not in ("classes", "regions") or task["labels"]["kind"] == "instances":
-        raise ValueError(f"cv-report scores label maps; a '{task['evaluation']['report']}' bundle is not supported")
+    kind = task["evaluation"]["report"]
+    if kind not in ("classes", "regions", "membranes") or task["labels"]["kind"] == "instances":
+        raise ValueError(f"cv-report scores label maps; a '{kind}' bundle is not supported")
     num_folds = num_folds_of(root)
     folds = list(range(num_folds)) if folds is None else [int(f) for f in folds]
     predictions, fold_cases = _oof_predictions(root, folds, task, device, trust_bundle_code)
+    if kind == "membranes":
+        return _membranes_report(root, task, predictions, fold_cases, num_folds)
     candidates = {c: v for c, v in _candidates(task).items() if v[1]}
     base_rows, kept_rows = [], []
     for case in predictions:
@@ -346,14 +349,39 @@ def cv_report(
         "chosen_keep_largest_component": chosen,
         "cases": list(cases.values()),
     }
+    _write(root, report, report_markdown(report))
+    if apply:
+        apply_keep_largest(root, chosen)
+    return report
+
+
+def _write(root: Path, report: Mapping[str, Any], text: str) -> None:
     out = root / "runs" / "cv"
     atomic_write_json(out / "cv_report.json", _json_safe(report))
-    text = report_markdown(report)
     for path in (out / "cv_report.md", root / "docs" / "cv_report.md"):
         with atomic_path(path) as tmp:
             tmp.write_text(text, encoding="utf-8")
-    if apply:
-        apply_keep_largest(root, chosen)
+
+
+def _membranes_report(
+    root: Path,
+    task: dict[str, Any],
+    predictions: Sequence[Mapping[str, Any]],
+    fold_cases: Mapping[int, list[str]],
+    num_folds: int,
+) -> dict[str, Any]:
+    from unet_med.bundle.cv_membranes import membrane_markdown, membrane_rows, summarize_images
+
+    rows = membrane_rows(predictions, membrane_class=1)
+    report = {
+        "bundle": str(task["card"]["name"]),
+        "num_folds": num_folds,
+        "folds": {str(k): v for k, v in fold_cases.items()},
+        "num_cases": len(rows),
+        "summary": summarize_images(rows),
+        "cases": rows,
+    }
+    _write(root, report, membrane_markdown(report))
     return report
 
 
