@@ -112,6 +112,7 @@ TASK_SCHEMA: dict[str, Any] = {
                     ),
                     "datalist": {"type": "boolean"},
                     "num_folds": {"type": "integer", "minimum": 2, "maximum": 20},
+                    "fold_blocks": {"type": "boolean"},
                     "compile": {"type": "boolean"},
                     "channels_last": {"type": "boolean"},
                     "lr_schedule": {"enum": ["cosine", "warmup_cosine"]},

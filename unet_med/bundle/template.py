@@ -116,6 +116,7 @@ def with_defaults(task: dict[str, Any]) -> dict[str, Any]:
         "demo": None,
         "datalist": False,
         "num_folds": 5,
+        "fold_blocks": False,
         "compile": True,
         "channels_last": True,
         "lr_schedule": "cosine",

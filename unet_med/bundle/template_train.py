@@ -31,6 +31,8 @@ def _datalist(t: dict[str, Any]) -> dict[str, Any]:
         "num_folds": "@num_folds",
         "save_to": "$@output_dir + '/datalist.json'",
     }
+    if t["training"]["fold_blocks"]:
+        spec["fold_blocks"] = True
     if t["training"]["demo"]:
         spec["demo"] = "@demo"
     else:

@@ -76,6 +76,7 @@ def fold_split(
     seed: int = 0,
     stratify: bool = True,
     instances: bool = False,
+    blocks: bool = False,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Fold ``fold`` of a seeded, stratified ``num_folds``-fold split: ``(training, validation)``, each in the order
     the cases had in ``items`` (shallow copies).
@@ -87,6 +88,9 @@ def fold_split(
         seed: seed of the split; the same cases and seed give the same folds.
         stratify: group cases by :func:`label_signature` (reads every label once); else plain seeded K-fold.
         instances: labels are instance maps (the signature is then only "has objects").
+        blocks: folds are contiguous blocks of ``items`` in their order (sizes differ by at most one), not drawn
+            at random: for serial sections or slices of one volume, whose neighbours are near copies and would
+            otherwise sit on both sides of a split (``seed`` and ``stratify`` are then unused).
 
     Raises:
         ValueError: ``fold`` outside ``0 .. num_folds - 1``.
@@ -94,8 +98,13 @@ def fold_split(
     """
     if not 0 <= fold < num_folds:
         raise ValueError(f"fold must be in 0..{num_folds - 1}, got {fold}")
-    signatures = [label_signature(item, instances=instances) if stratify else None for item in items]
-    folds = assign_folds(signatures, num_folds, seed)
+    if blocks:
+        if len(items) < num_folds:
+            raise DatasetError(f"{num_folds}-fold cross-validation needs at least {num_folds} cases, got {len(items)}")
+        folds = [i * num_folds // len(items) for i in range(len(items))]
+    else:
+        signatures = [label_signature(item, instances=instances) if stratify else None for item in items]
+        folds = assign_folds(signatures, num_folds, seed)
     training = [dict(item) for item, f in zip(items, folds) if f != fold]
     validation = [dict(item) for item, f in zip(items, folds) if f == fold]
     return training, validation

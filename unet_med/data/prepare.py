@@ -45,6 +45,7 @@ def prepare_datalist(
     label_values: list[int] | str | None = None,
     fold: int | None = None,
     num_folds: int = 5,
+    fold_blocks: bool = False,
 ) -> dict[str, list[dict[str, Any]]]:
     """Finds the cases, splits them, checks every file, and returns ``{"training": [...], "validation": [...]}``.
 
@@ -72,6 +73,8 @@ def prepare_datalist(
             values (:func:`unet_med.data.folds.fold_split`), drawn over every case of ``dataset_dir`` or, with a
             ``datalist_file``, over the union of its training and validation cases. ``None``: the ordinary split.
         num_folds: number of cross-validation folds (with ``fold``).
+        fold_blocks: the folds are contiguous blocks of the cases in their order (serial sections), not a
+            seeded stratified draw (with ``fold``).
 
     Raises:
         unet_med.data.datalist.DatasetError: one error listing every missing, unreadable or inconsistent file.
@@ -96,8 +99,8 @@ def prepare_datalist(
         else:
             items = load_datalist(dataset_dir)
         instances = label_values == "instances"
-        training, validation = fold_split(items, fold, num_folds, seed=seed, instances=instances)
-        extra = {"fold": fold, "num_folds": num_folds, "seed": seed}
+        training, validation = fold_split(items, fold, num_folds, seed=seed, instances=instances, blocks=fold_blocks)
+        extra = {"fold": fold, "num_folds": num_folds, "seed": seed, "fold_blocks": bool(fold_blocks)}
     elif datalist_file:
         datalist = read_datalist(datalist_file, base_dir=dataset_dir)
         training, validation = datalist["training"], datalist["validation"]
