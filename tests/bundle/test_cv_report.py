@@ -53,6 +53,9 @@ def test_cv_report_scores_every_case_out_of_fold_and_writes_the_choice(cv_traine
             assert {"mean", "std", "n"} <= set(summary["classes"]["organ"][metric])
     card = (cv_trained / "docs" / "cv_report.md").read_text()
     assert "| organ |" in card and "Keep-largest-component" in card
+    assert len(report["figures"]) == 2  # the two worst cases, pictured for the model card
+    for name in report["figures"]:
+        assert (cv_trained / "docs" / name).read_bytes()[:4] == b"\x89PNG" and f"]({name})" in card
 
     report = cv_report(cv_trained, apply=True)  # write the choice into the task and rebuild
     task = load_task(cv_trained)

@@ -75,6 +75,10 @@ def membrane_markdown(report: Mapping[str, Any]) -> str:
         worst = s["min"] if name == "membrane_dice" else s["max"]
         label = name.replace("_", " ")
         lines.append(f"| {label} | {s['mean']:.4f} ± {s['std']:.4f} | {s['median']:.4f} | {worst:.4f} |")
+    figures = report.get("figures") or []
+    if figures:
+        lines += ["", "## Worst images (image, truth, out-of-fold prediction)", ""]
+        lines += [f"![{name}]({name})" for name in figures]
     lines += ["", "## Per image", "", "| image | fold | pixel error | Rand error | membrane Dice |"]
     lines.append("|---|---|---|---|---|")
     for row in sorted(report["cases"], key=lambda r: -r["pixel_error"]):

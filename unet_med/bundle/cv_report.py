@@ -218,6 +218,7 @@ def _oof_predictions(
                 {
                     "case": case,
                     "fold": fold,
+                    "image": item["image"],
                     "pred": scores_to_labels(predictor.infer(data["image"])),
                     "truth": truth,
                     "spacing": _spacing(affine, task["spatial_dims"]),
@@ -258,6 +259,14 @@ def _fmt(stats: Mapping[str, Any], digits: int = 3) -> str:
     return text + (f" ({stats['n_inf']} inf)" if stats.get("n_inf") else "")
 
 
+def _figure_lines(report: Mapping[str, Any]) -> list[str]:
+    names = report.get("figures") or []
+    if not names:
+        return []
+    lines = ["", "## Worst cases (image, truth, out-of-fold prediction)", ""]
+    return lines + [f"![{name}]({name})" for name in names]
+
+
 def report_markdown(report: Mapping[str, Any]) -> str:
     """The report as Markdown tables for the model card."""
     lines = [
@@ -284,6 +293,7 @@ def report_markdown(report: Mapping[str, Any]) -> str:
     ]
     for name, c in report["keep_largest_component"].items():
         lines.append(f"| {name} | {c['dice_without']:.4f} | {c['dice_with']:.4f} | {'yes' if c['keep'] else 'no'} |")
+    lines += _figure_lines(report)
     classes = list(report["raw"]["classes"])
     header = "| case | fold | " + " | ".join(f"{n} Dice" for n in classes) + " |"
     lines += ["", "## Per case (plain argmax)", "", header]
@@ -349,10 +359,27 @@ def cv_report(
         "chosen_keep_largest_component": chosen,
         "cases": list(cases.values()),
     }
+    per_case: dict[str, list[float]] = {}
+    for r in post_rows:
+        per_case.setdefault(r["case"], []).append(float(r["dice"]))
+    scores = {case: float(np.nanmean(v)) if np.isfinite(v).any() else math.nan for case, v in per_case.items()}
+    report["figures"] = _figures(root, predictions, {k: v for k, v in scores.items() if math.isfinite(v)})
     _write(root, report, report_markdown(report))
     if apply:
         apply_keep_largest(root, chosen)
     return report
+
+
+def _figures(
+    root: Path, predictions: Sequence[Mapping[str, Any]], scores: Mapping[str, float], **kwargs: Any
+) -> list[str]:
+    """The worst cases' pictures in ``docs/`` (names relative to it); old ones are removed first."""
+    from unet_med.bundle.cv_figures import worst_case_figures
+
+    docs = root / "docs"
+    for old in docs.glob("cv_worst_*.png"):
+        old.unlink()
+    return [p.name for p in worst_case_figures(predictions, scores, docs, **kwargs)]
 
 
 def _write(root: Path, report: Mapping[str, Any], text: str) -> None:
@@ -381,6 +408,8 @@ def _membranes_report(
         "summary": summarize_images(rows),
         "cases": rows,
     }
+    scores = {r["case"]: r["pixel_error"] for r in rows}
+    report["figures"] = _figures(root, predictions, scores, worst=lambda e: -e, label="pixel error")
     _write(root, report, membrane_markdown(report))
     return report
 
