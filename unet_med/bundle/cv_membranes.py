@@ -10,11 +10,12 @@ cut a membrane network that is meant to be connected only through the whole imag
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["MEMBRANE_METRICS", "membrane_markdown", "membrane_rows", "summarize_images"]
+__all__ = ["MEMBRANE_METRICS", "membrane_markdown", "membrane_rows", "membranes_report", "summarize_images"]
 
 #: Per-image figures, lower is better for the two errors.
 MEMBRANE_METRICS = ("pixel_error", "rand_error", "membrane_dice")
@@ -87,3 +88,28 @@ def membrane_markdown(report: Mapping[str, Any]) -> str:
             f"{row['membrane_dice']:.4f} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def membranes_report(
+    root: Path,
+    task: Mapping[str, Any],
+    predictions: Sequence[Mapping[str, Any]],
+    fold_cases: Mapping[int, list[str]],
+    num_folds: int,
+) -> dict[str, Any]:
+    """Scores, summarises, pictures and writes the report of a membrane bundle (see the module docs)."""
+    from unet_med.bundle.cv_figures import case_figures, write_report
+
+    rows = membrane_rows(predictions, membrane_class=1)
+    report: dict[str, Any] = {
+        "bundle": str(task["card"]["name"]),
+        "num_folds": num_folds,
+        "folds": {str(k): v for k, v in fold_cases.items()},
+        "num_cases": len(rows),
+        "summary": summarize_images(rows),
+        "cases": rows,
+    }
+    scores = {r["case"]: r["pixel_error"] for r in rows}
+    report["figures"] = case_figures(root, predictions, scores, worst=lambda e: -e, label="pixel error")
+    write_report(root, report, membrane_markdown(report))
+    return report

@@ -37,6 +37,7 @@ import torch
 
 from unet_med.bundle.build import build_bundle
 from unet_med.bundle.cv import num_folds_of
+from unet_med.bundle.cv_figures import case_figures, write_report
 from unet_med.bundle.paths import run_dir, weights_dir
 from unet_med.bundle.task import TASK_FILE, load_task
 from unet_med.bundle.template import config_text, with_defaults
@@ -44,7 +45,7 @@ from unet_med.data.datalist import read_datalist
 from unet_med.data.readers import image_suffix, read_array
 from unet_med.engines.case_metrics import case_metrics, summarize_case_metrics
 from unet_med.transforms.regions import label_to_regions
-from unet_med.utils.io import atomic_path, atomic_write_json
+from unet_med.utils.io import atomic_path
 
 __all__ = ["apply_keep_largest", "choose_keep_largest", "cv_report", "keep_largest", "report_markdown", "score_labels"]
 
@@ -327,7 +328,9 @@ def cv_report(
     folds = list(range(num_folds)) if folds is None else [int(f) for f in folds]
     predictions, fold_cases = _oof_predictions(root, folds, task, device, trust_bundle_code)
     if kind == "membranes":
-        return _membranes_report(root, task, predictions, fold_cases, num_folds)
+        from unet_med.bundle.cv_membranes import membranes_report
+
+        return membranes_report(root, task, predictions, fold_cases, num_folds)
     candidates = {c: v for c, v in _candidates(task).items() if v[1]}
     base_rows, kept_rows = [], []
     for case in predictions:
@@ -363,63 +366,8 @@ def cv_report(
     for r in post_rows:
         per_case.setdefault(r["case"], []).append(float(r["dice"]))
     scores = {case: float(np.nanmean(v)) if np.isfinite(v).any() else math.nan for case, v in per_case.items()}
-    report["figures"] = _figures(root, predictions, {k: v for k, v in scores.items() if math.isfinite(v)})
-    _write(root, report, report_markdown(report))
+    report["figures"] = case_figures(root, predictions, {k: v for k, v in scores.items() if math.isfinite(v)})
+    write_report(root, report, report_markdown(report))
     if apply:
         apply_keep_largest(root, chosen)
     return report
-
-
-def _figures(
-    root: Path, predictions: Sequence[Mapping[str, Any]], scores: Mapping[str, float], **kwargs: Any
-) -> list[str]:
-    """The worst cases' pictures in ``docs/`` (names relative to it); old ones are removed first."""
-    from unet_med.bundle.cv_figures import worst_case_figures
-
-    docs = root / "docs"
-    for old in docs.glob("cv_worst_*.png"):
-        old.unlink()
-    return [p.name for p in worst_case_figures(predictions, scores, docs, **kwargs)]
-
-
-def _write(root: Path, report: Mapping[str, Any], text: str) -> None:
-    out = root / "runs" / "cv"
-    atomic_write_json(out / "cv_report.json", _json_safe(report))
-    for path in (out / "cv_report.md", root / "docs" / "cv_report.md"):
-        with atomic_path(path) as tmp:
-            tmp.write_text(text, encoding="utf-8")
-
-
-def _membranes_report(
-    root: Path,
-    task: dict[str, Any],
-    predictions: Sequence[Mapping[str, Any]],
-    fold_cases: Mapping[int, list[str]],
-    num_folds: int,
-) -> dict[str, Any]:
-    from unet_med.bundle.cv_membranes import membrane_markdown, membrane_rows, summarize_images
-
-    rows = membrane_rows(predictions, membrane_class=1)
-    report = {
-        "bundle": str(task["card"]["name"]),
-        "num_folds": num_folds,
-        "folds": {str(k): v for k, v in fold_cases.items()},
-        "num_cases": len(rows),
-        "summary": summarize_images(rows),
-        "cases": rows,
-    }
-    scores = {r["case"]: r["pixel_error"] for r in rows}
-    report["figures"] = _figures(root, predictions, scores, worst=lambda e: -e, label="pixel error")
-    _write(root, report, membrane_markdown(report))
-    return report
-
-
-def _json_safe(value: Any) -> Any:
-    """NaN and inf as strings (JSON has neither)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
-    return value
