@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from unet_med.bundle.cv import fold_state, run_cv
+from unet_med.bundle.cv import final_weights, fold_state, run_cv
 from unet_med.bundle.paths import run_dir, weights_dir
 
 
@@ -26,6 +26,10 @@ def test_cv_trains_each_fold_into_its_own_folder(cv_trained):
         assert {c["image"] for c in split["training"]} == validation[1 - k]
         assert (cv_trained / "runs" / f"fold{k}" / "models" / "model.pt").is_file()
         assert _epoch(f"{weights_dir(root, k)}/last.pt") == 2
+        # the last epoch's weights, not the best-validation ones, are what the report scores and an ensemble ships
+        final = torch.load(final_weights(cv_trained, k), weights_only=True)
+        last = torch.load(f"{weights_dir(root, k)}/last.pt", weights_only=True)["model"]
+        assert final.keys() == last.keys() and all(torch.equal(final[n], last[n]) for n in final)
         assert fold_state(cv_trained, k) == "done"
     assert not (cv_trained / "models" / "last.pt").exists(), "a fold must not write into the shipped models/"
 
@@ -49,3 +53,8 @@ def test_cv_refuses_what_each_fold_sets_itself(cv_trained):
 def test_fold_paths():
     assert run_dir("/b") == "/b/runs" and weights_dir("/b") == "/b/models"
     assert run_dir("/b", 3) == "/b/runs/fold3" and weights_dir("/b", 3) == "/b/runs/fold3/models"
+
+
+def test_final_weights_of_an_unfinished_fold_are_refused(tmp_path):
+    with pytest.raises(FileNotFoundError, match="has not finished"):
+        final_weights(tmp_path, 0)

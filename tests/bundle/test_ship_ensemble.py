@@ -31,7 +31,7 @@ def test_ensemble_ships_members_and_is_recognised(shipped):
     for k, path in enumerate(members):
         state = torch.load(path, weights_only=True)
         assert all(t.dtype == torch.float16 for t in state.values() if t.is_floating_point())
-        fold = torch.load(shipped / "runs" / f"fold{k}" / "models" / "model.pt", weights_only=True)
+        fold = torch.load(shipped / "runs" / f"fold{k}" / "models" / "final.pt", weights_only=True)
         torch.testing.assert_close(state["head.weight"].float(), fold["head.weight"], atol=1e-3, rtol=1e-3)
     result = recognize_bundle(shipped)
     assert result.ok, result.format()

@@ -61,7 +61,7 @@ def test_bad_fold_arguments():
 
 def test_block_folds_are_contiguous_runs_of_the_order_and_cover_every_case_once():
     validation = [[c["image"] for c in fold_split(CASES, k, 5, blocks=True)[1]] for k in range(5)]
-    assert sum(validation, []) == [c["image"] for c in CASES]  # in order, each case once
+    assert [name for fold in validation for name in fold] == [c["image"] for c in CASES]  # in order, once each
     assert [len(v) for v in validation] == [3, 2, 2, 2, 2]
     training, held = fold_split(CASES, 1, 5, blocks=True, seed=7)
     assert [c["image"] for c in held] == ["case_03.nii.gz", "case_04.nii.gz"]  # the seed does not move a block

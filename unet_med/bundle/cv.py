@@ -3,7 +3,9 @@
 Fold ``k`` is the bundle's ordinary ``training`` workflow with ``fold=k`` (:func:`unet_med.bundle.run.run_bundle`):
 the split is fold ``k`` of a seeded, stratified ``num_folds``-fold split by case
 (:func:`unet_med.data.folds.fold_split`), and everything the fold writes lies under ``runs/fold{k}/`` (its
-``datalist.json``, logs, and ``models/model.pt`` / ``models/last.pt``), so folds never overwrite each other.
+``datalist.json``, logs, and ``models/model.pt`` / ``models/last.pt``), so folds never overwrite each other. A
+finished fold's last-epoch weights are kept as ``models/final.pt`` (:func:`final_weights`): the CV report scores
+them and an ensemble ships them, so no epoch is chosen on the cases the report scores.
 
 Folds run one after another. A fold that finished (``runs/fold{k}/fold.json``) is skipped; a fold that was killed
 (a ``last.pt`` without ``fold.json``) resumes from its last completed epoch. On several GPUs, run one process per
@@ -24,18 +26,23 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from unet_med.bundle.paths import run_dir, weights_dir
 from unet_med.bundle.run import run_bundle
 from unet_med.bundle.task import load_task
 from unet_med.bundle.template import with_defaults
-from unet_med.utils.io import atomic_write_json
+from unet_med.engines.checkpoint import load_state_dict
+from unet_med.utils.io import atomic_path, atomic_write_json
 
-__all__ = ["FOLD_DONE", "fold_state", "num_folds_of", "run_cv"]
+__all__ = ["FINAL_WEIGHTS", "FOLD_DONE", "final_weights", "fold_state", "num_folds_of", "run_cv"]
 
 logger = logging.getLogger(__name__)
 
 #: Written into ``runs/fold{k}/`` when fold ``k`` has finished training.
 FOLD_DONE = "fold.json"
+#: The weights of a fold's last epoch, beside its ``model.pt`` (the best validation epoch) and ``last.pt``.
+FINAL_WEIGHTS = "final.pt"
 _FIXED = ("fold", "output_dir", "ckpt_dir", "resume")
 
 
@@ -54,6 +61,29 @@ def fold_state(bundle_dir: str | os.PathLike, fold: int) -> str:
     if (Path(weights_dir(root, fold)) / "last.pt").is_file():
         return "killed"
     return "new"
+
+
+def final_weights(bundle_dir: str | os.PathLike, fold: int) -> Path:
+    """The weights of fold ``fold``'s last epoch (``runs/fold{k}/models/final.pt``), taken from its ``last.pt``
+    once the fold has finished.
+
+    These, not the best-validation ``model.pt``, are what the CV report scores and an ensemble ships: choosing an
+    epoch by the held-out cases' Dice would tune the model on the very cases the report then scores.
+
+    Raises:
+        FileNotFoundError: the fold has not finished.
+    """
+    root = str(Path(bundle_dir).resolve())
+    out = Path(weights_dir(root, fold)) / FINAL_WEIGHTS
+    if out.is_file():
+        return out
+    last = Path(weights_dir(root, fold)) / "last.pt"
+    if fold_state(root, fold) != "done" or not last.is_file():
+        raise FileNotFoundError(f"fold {fold} of {root} has not finished training; run 'unet-med bundle cv' first")
+    state = load_state_dict(last, key="model")
+    with atomic_path(out) as tmp:
+        torch.save(state, tmp)
+    return out
 
 
 def run_cv(
@@ -96,5 +126,6 @@ def run_cv(
         run_bundle(root, "training", fold_overrides, trust_bundle_code=trust_bundle_code)
         done = {"fold": fold, "num_folds": num_folds, "finished": True, "resumed": state == "killed"}
         atomic_write_json(Path(run_dir(str(root), fold)) / FOLD_DONE, done)
+        final_weights(root, fold)
         trained.append(fold)
     return trained

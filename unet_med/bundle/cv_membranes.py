@@ -65,7 +65,7 @@ def membrane_markdown(report: Mapping[str, Any]) -> str:
         f"# Cross-validation: {report['bundle']}",
         "",
         f"{report['num_folds']}-fold cross-validation by image, {report['num_cases']} images; each image predicted "
-        "once by the best model of the fold that held it out, through the bundle's inference path. Mean ± standard "
+        "once by the final model of the fold that held it out, through the bundle's inference path. Mean ± standard "
         "deviation over images (median, worst).",
         "",
         "| metric | mean ± std | median | worst |",

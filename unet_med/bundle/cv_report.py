@@ -1,17 +1,17 @@
 """The cross-validation report: every case's out-of-fold prediction, scored, and the post-processing it supports.
 
 After ``unet-med bundle cv`` each case was a validation case of exactly one fold. :func:`cv_report` predicts it with
-that fold's best model (``runs/fold{k}/models/model.pt``) through the bundle's own inference path (its
-preprocessing, :class:`~unet_med.inference.inferer.ScanInferer`, the argmax label map, the inverse back to the
-input's grid) and scores it against its label file: per class (or per region, for a bundle evaluated by regions such
-as the BraTS whole tumour) and per case Dice, HD95 and surface Dice, with mean and standard deviation over the cases
-(:func:`unet_med.engines.case_metrics.summarize_case_metrics`).
+that fold's final model (``runs/fold{k}/models/final.pt``, its last epoch: no epoch is chosen on the cases scored)
+through the bundle's own inference path (its preprocessing, :class:`~unet_med.inference.inferer.ScanInferer`, the
+argmax label map, the inverse back to the input's grid) and scores it against its label file: per class (or per
+region, for a bundle evaluated by regions such as the BraTS whole tumour) and per case Dice, HD95 and surface Dice,
+with mean and standard deviation over the cases (:func:`unet_med.engines.case_metrics.summarize_case_metrics`).
 
 The same predictions decide the post-processing, per class: keep-largest-component is switched on for class ``c``
 only when it raises the out-of-fold mean Dice of what ``c`` belongs to (class ``c`` itself, or the regions holding
 ``c``; :func:`choose_keep_largest`). It only turns class-``c`` voxels into background, so each class is decided on
-its own; the post-processed figures apply every chosen class together. With ``apply=True`` the choice is written into
-``configs/task.json`` (``postprocessing.keep_largest_component``) and the configs are rebuilt.
+its own; the post-processed figures apply every chosen class together. With ``apply=True`` the choice is written
+into ``configs/task.json`` (``postprocessing.keep_largest_component``) and the configs are rebuilt.
 
 Written: ``runs/cv/cv_report.json``, ``runs/cv/cv_report.md`` and the Markdown again as ``docs/cv_report.md`` for
 the model card.
@@ -36,9 +36,9 @@ import numpy as np
 import torch
 
 from unet_med.bundle.build import build_bundle
-from unet_med.bundle.cv import num_folds_of
+from unet_med.bundle.cv import final_weights, num_folds_of
 from unet_med.bundle.cv_figures import case_figures, write_report
-from unet_med.bundle.paths import run_dir, weights_dir
+from unet_med.bundle.paths import run_dir
 from unet_med.bundle.task import TASK_FILE, load_task
 from unet_med.bundle.template import config_text, with_defaults
 from unet_med.data.datalist import read_datalist
@@ -198,7 +198,7 @@ def _oof_predictions(
     cases: list[dict[str, Any]] = []
     fold_cases: dict[int, list[str]] = {}
     for fold in folds:
-        weights = Path(weights_dir(str(root), fold)) / "model.pt"
+        weights = final_weights(root, fold)
         model = load_bundle(
             root, device=device, model_file=weights, overrides={"ensemble": 1}, trust_bundle_code=trust_bundle_code
         )
@@ -274,7 +274,7 @@ def report_markdown(report: Mapping[str, Any]) -> str:
         f"# Cross-validation: {report['bundle']}",
         "",
         f"{report['num_folds']}-fold cross-validation by case, {report['num_cases']} cases; each case predicted once "
-        "by the best model of the fold that held it out, through the bundle's inference path (sliding window, "
+        "by the final model of the fold that held it out, through the bundle's inference path (sliding window, "
         "labels back on the input's grid). Mean ± standard deviation over cases.",
         "",
     ]

@@ -1,6 +1,6 @@
 """Shipping a fold ensemble in a bundle (``unet-med bundle ensemble``).
 
-:func:`ship_ensemble` copies the best model of each chosen fold (``runs/fold{k}/models/model.pt``) into the
+:func:`ship_ensemble` copies the final model of each chosen fold (``runs/fold{k}/models/final.pt``) into the
 bundle's ``models/`` as float16 (:func:`~unet_med.engines.checkpoint.halve_weights`): the first as ``model.pt``
 (the model single-model tools use), the others as ``model_fold1.pt``, ``model_fold2.pt``, ...
 (:func:`~unet_med.inference.ensemble.member_name`), then sets ``inference.ensemble`` in the task description and
@@ -24,8 +24,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from unet_med.bundle.build import build_bundle
-from unet_med.bundle.cv import FOLD_DONE, num_folds_of
-from unet_med.bundle.paths import run_dir, weights_dir
+from unet_med.bundle.cv import FOLD_DONE, final_weights, num_folds_of
+from unet_med.bundle.paths import run_dir
 from unet_med.bundle.task import TASK_FILE
 from unet_med.bundle.template import config_text
 from unet_med.engines.checkpoint import halve_weights
@@ -41,7 +41,7 @@ MAX_BUNDLE_WEIGHTS = 20_000_000
 def ship_ensemble(
     bundle_dir: str | os.PathLike, folds: Sequence[int] | None = None, max_bytes: int = MAX_BUNDLE_WEIGHTS
 ) -> list[Path]:
-    """Copies the folds' best models into ``models/`` (float16) and sets ``inference.ensemble``; returns the
+    """Copies the folds' final models into ``models/`` (float16) and sets ``inference.ensemble``; returns the
     weights files written, member 0 first.
 
     Args:
@@ -50,7 +50,7 @@ def ship_ensemble(
         max_bytes: largest total size of the members.
 
     Raises:
-        FileNotFoundError: a fold without ``model.pt``, or no finished fold.
+        FileNotFoundError: a fold that has not finished, or no finished fold.
         ValueError: the members exceed ``max_bytes`` (ship fewer folds), or more than 16 members.
     """
     root = Path(bundle_dir).resolve()
@@ -65,9 +65,7 @@ def ship_ensemble(
     with tempfile.TemporaryDirectory(prefix="unet-med-ensemble-") as staging:
         written = []
         for i, fold in enumerate(folds):
-            source = Path(weights_dir(str(root), fold)) / "model.pt"
-            if not source.is_file():
-                raise FileNotFoundError(f"{source}: missing; fold {fold} has no best model")
+            source = final_weights(root, fold)
             written.append(halve_weights(source, Path(staging) / member_name(i)))
         total = sum(p.stat().st_size for p in written)
         if total > max_bytes:
