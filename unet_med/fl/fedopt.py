@@ -7,6 +7,11 @@ job that module is the one :class:`~unet_med.fl.persistor.BundlePersistor` build
 ``network_def`` (with the job's overrides), so :class:`BundleFedOpt` takes it from the persistor when the run starts
 instead of from a separate model component that would have to repeat the network's definition.
 
+Before each server step the module is set to the current global model: the persistor builds it with a random
+initialisation and hands out the bundle's ``models/model.pt`` as the first global model without loading it into the
+module, so FLARE's generator alone would step a model the sites never saw (tested: with ``lr`` 1 and no momentum
+this generator gives FedAvg's global model).
+
 Example (``config_fed_server.json``)::
 
     {"id": "shareable_generator", "path": "unet_med.fl.fedopt.BundleFedOpt",
@@ -20,10 +25,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+import torch
+
 from unet_med.fl.deps import FL_EXTRA_HINT
 
 try:
     from nvflare.apis.event_type import EventType
+    from nvflare.app_common.abstract.model import ModelLearnableKey
+    from nvflare.app_common.app_constant import AppConstants
     from nvflare.app_opt.pt.fedopt import PTFedOptModelShareableGenerator
 except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError(f"{e}; {FL_EXTRA_HINT}") from e
@@ -60,3 +70,14 @@ class BundleFedOpt(PTFedOptModelShareableGenerator):
             persistor = fl_ctx.get_engine().get_component(self.persistor_id)
             self.source_model = getattr(persistor, "model", None)  # FLARE's check names a missing model
         super().handle_event(event_type, fl_ctx)
+
+    def shareable_to_learnable(self, shareable: Any, fl_ctx: Any) -> Any:
+        base = fl_ctx.get_prop(AppConstants.GLOBAL_MODEL)
+        if base and self.model is not None:
+            weights = base[ModelLearnableKey.WEIGHTS]
+            with torch.no_grad():
+                for name, tensor in self.model.state_dict().items():
+                    if name in weights:
+                        value = torch.as_tensor(np.array(weights[name], copy=True))
+                        tensor.copy_(value.reshape(tensor.shape).to(tensor.dtype))
+        return super().shareable_to_learnable(shareable, fl_ctx)
