@@ -134,3 +134,16 @@ def test_keep_largest_component_drops_distant_islands():
     post = inference_postprocessing(preprocessing(keys=["image"]), invert=False, keep_largest=[1])
     mask = post({"pred": logits})["pred"]
     assert int(mask.sum()) == 6 * 6 * 4 and float(mask[0, 14, 14, 6]) == 0.0
+
+
+def test_load_like_preprocessing_reads_a_picture_in_monai_axis_order(tmp_path):
+    from PIL import Image
+
+    from unet_med.transforms import load_like_preprocessing
+
+    picture = np.zeros((6, 10), dtype=np.uint8)  # 6 rows, 10 columns
+    picture[1, 7] = 255
+    Image.fromarray(picture).save(tmp_path / "label.png")
+    array, affine = load_like_preprocessing(tmp_path / "label.png")
+    assert array.shape == (10, 6) and array[7, 1] == 255  # (columns, rows), as preprocessing's LoadImaged gives
+    assert affine.shape[0] >= 3

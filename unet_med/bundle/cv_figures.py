@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from unet_med.data.readers import read_array
 from unet_med.engines.figures import save_overlay_figure
+from unet_med.transforms.presets import load_like_preprocessing
 from unet_med.utils.io import atomic_path, atomic_write_json
 
 __all__ = ["case_figures", "json_safe", "worst_case_figures", "write_report"]
@@ -61,7 +61,7 @@ def worst_case_figures(
     ranked = sorted((c for c in predictions if c["case"] in scores), key=lambda c: worst(scores[c["case"]]))
     paths = []
     for case in ranked[:count]:
-        image, _ = read_array(_first_path(case["image"]))
+        image, _ = load_like_preprocessing(_first_path(case["image"]))
         image = np.asarray(image, dtype=np.float32)
         truth = np.asarray(case["truth"]).squeeze()
         pred = np.asarray(case["to_input"](case["pred"])).squeeze()

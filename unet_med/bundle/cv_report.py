@@ -42,8 +42,9 @@ from unet_med.bundle.paths import run_dir
 from unet_med.bundle.task import TASK_FILE, load_task
 from unet_med.bundle.template import config_text, with_defaults
 from unet_med.data.datalist import read_datalist
-from unet_med.data.readers import image_suffix, read_array
+from unet_med.data.readers import image_suffix
 from unet_med.engines.case_metrics import case_metrics, summarize_case_metrics
+from unet_med.transforms.presets import load_like_preprocessing
 from unet_med.transforms.regions import label_to_regions
 from unet_med.utils.io import atomic_path
 
@@ -208,7 +209,7 @@ def _oof_predictions(
             case = _case_name(item["image"])
             fold_cases[fold].append(case)
             data = model.preprocessing({"image": item["image"]})
-            truth, affine = read_array(item["label"])
+            truth, affine = load_like_preprocessing(item["label"])  # the prediction's axis order
             if mapping is not None:
                 truth = np.vectorize(lambda v: mapping.get(int(v), int(v)))(np.rint(truth).astype(np.int64))
 

@@ -12,6 +12,7 @@ from unet_med.transforms.microscopy import (
 )
 from unet_med.transforms.presets import (
     inference_postprocessing,
+    load_like_preprocessing,
     preprocessing,
     strong_augmentation,
     train_augmentation,
@@ -28,6 +29,7 @@ __all__ = [
     "inference_postprocessing",
     "instances_to_classes",
     "label_to_regions",
+    "load_like_preprocessing",
     "microscopy_augmentation",
     "preprocessing",
     "strong_augmentation",

@@ -16,8 +16,10 @@ map a prediction back to the input's own geometry. Intensity normalisation depen
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 
+import numpy as np
 from monai.transforms import (
     Activationsd,
     AsDiscreted,
@@ -27,6 +29,7 @@ from monai.transforms import (
     EnsureTyped,
     Invertd,
     KeepLargestConnectedComponentd,
+    LoadImage,
     LoadImaged,
     NormalizeIntensityd,
     Orientationd,
@@ -50,9 +53,25 @@ from monai.transforms.transform import MapTransform
 from unet_med.data.sitk_reader import SITKReader
 from unet_med.transforms.intensity import ZScoreForegroundd
 
-__all__ = ["inference_postprocessing", "preprocessing", "strong_augmentation", "train_augmentation"]
+__all__ = [
+    "inference_postprocessing",
+    "load_like_preprocessing",
+    "preprocessing",
+    "strong_augmentation",
+    "train_augmentation",
+]
 
 MODALITIES = ("mri", "ct", "microscopy", "none")
+
+
+def load_like_preprocessing(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """A file read as :func:`preprocessing` reads it (MONAI's ``LoadImage`` with the SITK reader registered):
+    ``(array, affine)``, in MONAI's axis order, which for PNG and JPEG pictures is (columns, rows). A label map
+    scored against a prediction mapped back by ``Invertd`` must be read this way, not as a picture."""
+    loader = LoadImage(image_only=True)
+    loader.register(SITKReader())
+    image = loader(str(path))
+    return np.asarray(image), np.asarray(image.affine)
 
 
 def preprocessing(
