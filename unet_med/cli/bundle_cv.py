@@ -42,6 +42,10 @@ def _report(args: argparse.Namespace, folds: list[int] | None) -> None:
         args.bundle, folds=folds, device=args.device, apply=args.apply_postprocessing,
         trust_bundle_code=args.trust_bundle_code,
     )  # fmt: skip
+    if "summary" in report:  # a membrane bundle: per-image ISBI figures
+        error = report["summary"]["pixel_error"]
+        print(f"{report['num_cases']} images, out-of-fold pixel error {error['mean']:.4f} ± {error['std']:.4f}")
+        return
     post = report["postprocessed"]["mean_dice"]
     print(f"{report['num_cases']} cases, out-of-fold mean Dice {post:.4f} with the chosen post-processing")
     print(f"keep_largest_component: {report['chosen_keep_largest_component']}")
