@@ -76,6 +76,7 @@ def _overrides(tmp: Path, bundle: Path) -> dict:
         "val_interval": 1,
         "device": "cpu",
         "compile": False,  # compiled training has its own test (tests/engines/test_compiled.py)
+        "ensemble": 1,  # one freshly trained model here; shipped ensembles are checked in tests/inference
     }
 
 
@@ -144,7 +145,7 @@ def test_one_training_iteration_evaluation_and_inference(name, tmp_path):
 
     # unet-med predict: PNG, 16-bit TIFF, a multi-page TIFF and a NIfTI stack segmented section by section
     model = load_bundle(
-        bundle, model_file=tmp_path / "models" / "model.pt", overrides={"features": [8, 16, 32, 64, 128]}
+        bundle, model_file=tmp_path / "models" / "model.pt", overrides={"features": [8, 16, 32, 64, 128], "ensemble": 1}
     )
     predictor = Predictor(model, roi_size=(64, 64))
     stack = np.stack(images[:3])  # (sections, rows, columns)

@@ -111,7 +111,8 @@ def pack_bundle(
 ) -> Path:
     """Recognises the bundle and writes the zip ``out`` with a manifest (signed when a key is given).
 
-    The zip holds ``configs/``, ``docs/``, the licence and ``models/model.pt``: data only. No TorchScript or ONNX
+    The zip holds ``configs/``, ``docs/``, the licence and ``models/model.pt`` (with a fold ensemble's other members,
+    ``models/model_fold{i}.pt``): data only. No TorchScript or ONNX
     export goes with it: a receiving site never runs a sender's model file, it exports its own from the recognised
     configs and weights (``unet-med bundle export``).
 
@@ -135,8 +136,10 @@ def pack_bundle(
     root = Path(bundle_dir).resolve()
     if not (root / "configs" / "metadata.json").is_file():
         raise BundleError(f"{root}: not a bundle (no configs/metadata.json)")
-    require_recognized(root, trust_bundle_code=trust_bundle_code, weights=weights is None)
+    recognised = require_recognized(root, trust_bundle_code=trust_bundle_code, weights=weights is None)
     model = root / (weights or "models/model.pt")
+    # the other members of a fold ensemble (models/model_fold{i}.pt), as recognition found and checked them
+    members = dict(recognised.member_weights) if recognised.ok else {}
     try:
         load_state_dict(model)
     except (FileNotFoundError, ValueError) as e:
@@ -150,6 +153,8 @@ def pack_bundle(
             shutil.copyfile(path, dest)
         (stage / "models").mkdir(parents=True, exist_ok=True)
         shutil.copyfile(model, stage / "models" / "model.pt")
+        for name, data in sorted(members.items()):
+            (stage / "models" / name).write_bytes(data)  # the bytes recognition checked
         manifest = build_manifest(stage, name=str(meta.get("name", root.name)), version=str(meta.get("version", "")))
         (stage / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         if key is not None and signer is not None:
