@@ -100,7 +100,8 @@ def test_fedopt_without_momentum_gives_fedavg_global_model(flare, tiny_bundle: P
     for aggregation in ("fedavg", "fedopt"):
         server = {"server_lr": 1.0, "server_momentum": 0.0} if aggregation == "fedopt" else {}
         job = write_job(
-            tiny_bundle, tmp_path / aggregation, sites=2, rounds=2, aggregation=aggregation, overrides=TINY,
+            tiny_bundle, tmp_path / aggregation, sites=2, rounds=2, aggregation=aggregation,
+            overrides={**TINY, "amp": False},  # fp32 sites train deterministically: equal inputs, equal updates
             train_timeout=150, **server,
         )  # fmt: skip
         result = simulate(job, tmp_path / f"ws_{aggregation}", sites=2, timeout=170)
