@@ -112,9 +112,8 @@ def pack_bundle(
     """Recognises the bundle and writes the zip ``out`` with a manifest (signed when a key is given).
 
     The zip holds ``configs/``, ``docs/``, the licence and ``models/model.pt`` (with a fold ensemble's other members,
-    ``models/model_fold{i}.pt``): data only. No TorchScript or ONNX
-    export goes with it: a receiving site never runs a sender's model file, it exports its own from the recognised
-    configs and weights (``unet-med bundle export``).
+    ``models/model_fold{i}.pt``): data only. No TorchScript or ONNX export goes with it: a receiving site never runs
+    a sender's model file, it exports its own from the recognised configs and weights (``unet-med bundle export``).
 
     Args:
         bundle_dir: the bundle folder (holding ``configs/task.json`` and ``models/model.pt``).
