@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -58,3 +59,23 @@ def test_fold_paths():
 def test_final_weights_of_an_unfinished_fold_are_refused(tmp_path):
     with pytest.raises(FileNotFoundError, match="has not finished"):
         final_weights(tmp_path, 0)
+
+
+def test_final_weights_of_a_fold_trained_on_its_own(cv_trained, tmp_path):
+    """A fold run by ``bundle run --fold k`` (no fold.json) counts as finished once its trainer ran every epoch."""
+    import shutil
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(cv_trained, bundle)
+    models = Path(weights_dir(str(bundle), 0))
+    (Path(run_dir(str(bundle), 0)) / "fold.json").unlink()
+    (models / "final.pt").unlink()
+    last = torch.load(models / "last.pt", weights_only=True)
+    final = torch.load(final_weights(bundle, 0), weights_only=True)
+    assert torch.equal(final["head.weight"], last["model"]["head.weight"])
+
+    (models / "final.pt").unlink()
+    last["trainer"]["iteration"] = last["trainer"]["epoch_length"]  # stopped after its first epoch
+    torch.save(last, models / "last.pt")
+    with pytest.raises(FileNotFoundError, match="has not finished"):
+        final_weights(bundle, 0)

@@ -65,7 +65,8 @@ def fold_state(bundle_dir: str | os.PathLike, fold: int) -> str:
 
 def final_weights(bundle_dir: str | os.PathLike, fold: int) -> Path:
     """The weights of fold ``fold``'s last epoch (``runs/fold{k}/models/final.pt``), taken from its ``last.pt``
-    once the fold has finished.
+    once the fold has finished: marked by ``unet-med bundle cv``, or, for a fold trained on its own (``unet-med
+    bundle run DIR training --fold k``, one per GPU), a ``last.pt`` whose trainer ran every epoch.
 
     These, not the best-validation ``model.pt``, are what the CV report scores and an ensemble ships: choosing an
     epoch by the held-out cases' Dice would tune the model on the very cases the report then scores.
@@ -78,11 +79,13 @@ def final_weights(bundle_dir: str | os.PathLike, fold: int) -> Path:
     if out.is_file():
         return out
     last = Path(weights_dir(root, fold)) / "last.pt"
-    if fold_state(root, fold) != "done" or not last.is_file():
+    checkpoint = load_state_dict(last) if last.is_file() else {}
+    trainer = checkpoint.get("trainer", {})
+    ran_every_epoch = bool(trainer) and trainer["iteration"] >= trainer["epoch_length"] * trainer["max_epochs"]
+    if "model" not in checkpoint or not (fold_state(root, fold) == "done" or ran_every_epoch):
         raise FileNotFoundError(f"fold {fold} of {root} has not finished training; run 'unet-med bundle cv' first")
-    state = load_state_dict(last, key="model")
     with atomic_path(out) as tmp:
-        torch.save(state, tmp)
+        torch.save(checkpoint["model"], tmp)
     return out
 
 
