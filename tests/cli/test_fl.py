@@ -1,4 +1,4 @@
-"""``unet-med fl job|export`` (``fl simulate`` runs in tests/fl/test_simulate.py through the library)."""
+"""``unet-med fl job|export|check`` (``fl simulate`` runs in tests/fl/test_simulate.py through the library)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,14 @@ def test_fl_job(tmp_path: Path, capsys):
     filters = client["task_result_filters"][0]["filters"]
     assert filters[-1] == {"path": "unet_med.fl.filters.GaussianNoise", "args": {"sigma": 0.5, "clip": 2}}
     assert server["workflows"][0]["args"]["num_rounds"] == 5 and server["workflows"][0]["args"]["min_clients"] == 2
+
+    # A site checks the job it received: recognised as written, refused once its overrides carry code.
+    assert main(["fl", "check", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == f"{out}: recognised"
+    client["components"][0]["args"]["train_kwargs"]["learning_rate"] = "$__import__('os').getcwd() and 0.001"
+    (out / "app" / "config" / "config_fed_client.json").write_text(json.dumps(client))
+    assert main(["fl", "check", str(out)]) == 1
+    assert "train_kwargs: learning_rate: " in capsys.readouterr().err
 
 
 def test_fl_job_errors(tmp_path: Path, capsys):

@@ -19,7 +19,7 @@ import torch
 from fl_helpers import TINY, UNET
 
 from unet_med.bundle.manifest import BundleError
-from unet_med.fl.job import DATALIST_ENV, DATASET_ENV, layer_regex, write_job
+from unet_med.fl.job import ALGO_PATH, DATALIST_ENV, DATASET_ENV, layer_regex, write_job
 
 
 def strings(obj: Any) -> Iterator[str]:
@@ -73,7 +73,7 @@ def test_job_layout_and_configs(tiny_bundle: Path, tmp_path: Path):
     assert executor["executor"]["path"] == "monai_nvflare.client_algo_executor.ClientAlgoExecutor"
     assert executor["tasks"] == ["train", "validate"]  # no submit_model: a site's whole best model never leaves
     algo = component(client, "client_algo")
-    assert algo["path"] == "monai.fl.client.MonaiAlgo" and algo["args"]["local_epochs"] == 2
+    assert algo["path"] == ALGO_PATH and algo["args"]["local_epochs"] == 2  # MonaiAlgo, after recognition
     train, evaluate = algo["args"]["train_kwargs"], algo["args"]["eval_kwargs"]
     for kwargs in (train, evaluate):
         assert kwargs["dataset_dir"] == "{$" + DATASET_ENV + "}"
@@ -150,7 +150,7 @@ def test_layer_regex():
         ({"rounds": 0}, "rounds must be at least 1"),
         ({"local_epochs": 0}, "local_epochs"),
         ({"overrides": {"dataset_dir": "/data/ct"}}, "each site sets its data"),
-        ({"overrides": {"bundle_root": "/x"}}, "may not set bundle_root"),
+        ({"overrides": {"bundle_root": "/x"}}, "bundle_root: where a run writes"),
         ({"noise": {"kind": "laplace"}}, "noise kind must be one of"),
         ({"noise": {"kind": "gaussian", "epsilon": 1.0}}, "unknown: epsilon"),
     ],
@@ -197,7 +197,7 @@ def test_client_sends_only_weight_differences_and_metrics(flare, tiny_bundle: Pa
     resolve_var_refs(JsonScanner(client), {**client, "JOB_CONFIG_DIR": str(app / "config"), "SITE_NAME": "site-1"})
     algo_args = component(client, "client_algo")["args"]
     assert algo_args["train_kwargs"]["dataset_dir"] is None
-    algo = instantiate_class("monai.fl.client.MonaiAlgo", algo_args)
+    algo = instantiate_class(component(client, "client_algo")["path"], algo_args)
     spec = client["executors"][0]["executor"]
     executor = instantiate_class(spec["path"], {**spec["args"], "stats_sender_id": None})
     data_filters = [instantiate_class(f["path"], f["args"]) for f in client["task_data_filters"][0]["filters"]]

@@ -7,6 +7,8 @@
 - ``unet-med fl simulate JOB_DIR --workspace WS [--sites N] [--threads T] [--timeout S]``: run it in FLARE's
   simulator on this machine (needs ``pip install 'unet-med[fl]'``).
 - ``unet-med fl export WORKSPACE_OR_MODEL BUNDLE OUT --rounds R --sites N|NAME,NAME``: the global model as a bundle.
+- ``unet-med fl check JOB_DIR [--trust-bundle-code]``: at a site, before running a received job: is it exactly what
+  this site's ``unet-med fl job`` writes (exit 1 and one line per difference otherwise).
 """
 
 from __future__ import annotations
@@ -89,8 +91,25 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check(args: argparse.Namespace) -> int:
+    from unet_med.fl.site import check_job
+
+    problems = check_job(args.job, trust_bundle_code=args.trust_bundle_code)
+    if problems:
+        print(
+            f"{args.job}: not a job this site's unet-med fl job writes; running it would run code this site does "
+            "not have:",
+            file=sys.stderr,
+        )
+        for problem in problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return 1
+    print(f"{args.job}: recognised")
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Adds ``fl job|simulate|export`` to the ``unet-med`` command line."""
+    """Adds ``fl job|simulate|export|check`` to the ``unet-med`` command line."""
     fl = subparsers.add_parser("fl", help="federated training across sites with NVIDIA FLARE")
     commands = fl.add_subparsers(dest="fl_command", required=True)
 
@@ -132,3 +151,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument("--sites", required=True, help="number of sites, or their names separated by commas")
     export.add_argument("--bump", choices=["major", "minor", "patch"], default="minor", help="version part to raise")
     export.set_defaults(func=_export)
+
+    check = commands.add_parser("check", help="at a site: is a received job what this unet-med writes")
+    check.add_argument("job", help="job folder (as downloaded from the FLARE server)")
+    check.add_argument(
+        "--trust-bundle-code", action="store_true", help="accept a bundle with custom code (other checks stay)"
+    )
+    check.set_defaults(func=_check)

@@ -3,7 +3,8 @@
 The job is FLARE's classic folder format, and every moving part is FLARE's or MONAI's own: the server runs
 FLARE's ``ScatterAndGather`` (FedAvg) with the ``InTimeAccumulateWeightedAggregator``; each site runs
 ``monai_nvflare``'s ``ClientAlgoExecutor`` driving ``monai.fl.client.MonaiAlgo`` over the bundle, which sends
-weight differences. Only weights, weight differences and scalar metrics leave a site. ::
+weight differences (through :class:`unet_med.fl.site.RecognizedMonaiAlgo`, which first recognises the bundle and
+the job's arguments at the site). Only weights, weight differences and scalar metrics leave a site. ::
 
     JOB_DIR/
       meta.json                       name, min_clients, deploy_map {"app": ["@ALL"]}
@@ -42,13 +43,19 @@ from unet_med.bundle.recognize import require_recognized
 from unet_med.utils.io import atomic_write_json
 
 __all__ = [
+    "ALGO_ARGS",
+    "ALGO_PATH",
     "APP_NAME",
     "BUNDLE_IN_APP",
     "DATALIST_ENV",
     "DATASET_ENV",
+    "JOB_EXPRESSIONS",
     "NOISE_ARGS",
+    "NOISE_PATHS",
+    "SITE_KEYS",
     "client_config",
     "layer_regex",
+    "override_problems",
     "server_config",
     "write_job",
 ]
@@ -66,13 +73,27 @@ NOISE_ARGS: dict[str, tuple[str, ...]] = {
     "svt": ("fraction", "epsilon", "noise_var", "gamma", "tau"),
     "gaussian": ("sigma", "clip", "seed"),
 }
-_NOISE_PATHS = {
+#: The FLARE filter each noise kind runs.
+NOISE_PATHS = {
     "percentile": "nvflare.app_common.filters.percentile_privacy.PercentilePrivacy",
     "svt": "nvflare.app_common.filters.svt_privacy.SVTPrivacy",
     "gaussian": "unet_med.fl.filters.GaussianNoise",
 }
-#: Config ids the job sets itself; overrides may not name them.
-_RESERVED = ("bundle_root", "dataset_dir", "datalist_file")
+#: Config ids each site sets (from its environment); the job writes placeholders only.
+SITE_KEYS = ("dataset_dir", "datalist_file")
+#: Config ids that say where a run writes; the bundle's own folder decides, never the job.
+_WRITE_IDS = ("bundle_root", "output_dir", "ckpt_dir", "cache_dir")
+#: The site component: MONAI's MonaiAlgo that first recognises the bundle and its own arguments.
+ALGO_PATH = "unet_med.fl.site.RecognizedMonaiAlgo"
+#: The fixed arguments of the site component (besides local_epochs and the two override sets).
+ALGO_ARGS: dict[str, Any] = {
+    "bundle_root": BUNDLE_IN_APP,
+    "send_weight_diff": True,
+    "config_train_filename": "configs/train.json",
+    "config_evaluate_filename": ["configs/train.json", "configs/evaluate.json"],
+}
+#: The one config expression the job writes into the site's overrides: evaluation takes the global weights.
+JOB_EXPRESSIONS: dict[str, dict[str, str]] = {"eval_kwargs": {"network": "$@network_def.to(@device)"}}
 _SHAREABLE_GENERATOR = (
     "nvflare.app_common.shareablegenerators.full_model_shareable_generator.FullModelShareableGenerator"
 )
@@ -87,6 +108,49 @@ def layer_regex(layers: Sequence[str]) -> str:
     if not layers:
         raise ValueError("no layer names given")
     return "^(" + "|".join(re.escape(name.strip(".")) for name in layers) + r")(\.|$)"
+
+
+def _code_in(value: Any) -> str | None:
+    """Why ``value`` is not plain config data (an expression, reference, macro or component), or ``None``."""
+    if isinstance(value, str):
+        return f"{value[:40]!r} is an expression, reference or macro (code)" if value[:1] in ("$", "@", "%") else None
+    if value is None or isinstance(value, (bool, int, float)):
+        return None
+    if isinstance(value, (list, tuple)):
+        return next((why for why in map(_code_in, value) if why), None)
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str) or key[:1] in ("_", "$", "@", "%"):
+                return f"key {key!r} builds or refers to a component (code)"
+            why = _code_in(item)
+            if why:
+                return why
+        return None
+    return f"a {type(value).__name__}, not JSON data"
+
+
+def override_problems(
+    overrides: Mapping[str, Any], where: str = "overrides", allowed: Mapping[str, Any] | None = None
+) -> list[str]:
+    """Why bundle ``overrides`` are not plain data a job may set (``[]`` when they are).
+
+    An override id must be a plain id (``features``, ``lr_scheduler#T_max``; no ``_target_``-like part), not one
+    that says where files go, and its value plain JSON data: no ``$`` expression, ``@`` reference, ``%`` macro or
+    ``_target_`` anywhere inside. ``allowed`` names exact id/value pairs accepted anyway (the job's own expression).
+    """
+    problems = []
+    for key, value in overrides.items():
+        if not isinstance(key, str) or not key or key[0] in "$@%" or any(p.startswith("_") for p in key.split("#")):
+            problems.append(f"{where}: {key!r} is not a plain config id")
+            continue
+        if key in _WRITE_IDS:
+            problems.append(f"{where}: {key}: where a run writes is decided by the bundle's folder, not the job")
+        if allowed and key in allowed and value == allowed[key]:
+            continue
+        why = _code_in(value)
+        if why:
+            problems.append(f"{where}: {key}: {why}")
+    return problems
 
 
 def _site_kwargs(overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -127,12 +191,9 @@ def client_config(
     and FLARE's filters on what leaves the site (``exclude_regex`` also keeps those layers out of the incoming
     global model, so they stay the site's own)."""
     algo_args = {
-        "bundle_root": BUNDLE_IN_APP,
+        **ALGO_ARGS,
         "local_epochs": local_epochs,
-        "send_weight_diff": True,
-        "config_train_filename": "configs/train.json",
         "train_kwargs": _site_kwargs(train_overrides),
-        "config_evaluate_filename": ["configs/train.json", "configs/evaluate.json"],
         "eval_kwargs": _site_kwargs(eval_overrides),
     }
     data_filters: list[dict[str, Any]] = []
@@ -146,7 +207,7 @@ def client_config(
         result_filters.append(exclude)
     if noise:
         kind = noise["kind"]
-        result_filters.append({"path": _NOISE_PATHS[kind], "args": {k: v for k, v in noise.items() if k != "kind"}})
+        result_filters.append({"path": NOISE_PATHS[kind], "args": {k: v for k, v in noise.items() if k != "kind"}})
     return {
         "format_version": 2,
         "executors": [
@@ -167,7 +228,7 @@ def client_config(
         "task_data_filters": data_filters,
         "task_result_filters": [{"tasks": ["train"], "filters": result_filters}] if result_filters else [],
         "components": [
-            {"id": "client_algo", "path": "monai.fl.client.MonaiAlgo", "args": algo_args},
+            {"id": "client_algo", "path": ALGO_PATH, "args": algo_args},
             {
                 "id": "log_writer",
                 "path": "unet_med.fl.stats.NVFlareStatsHandler",
@@ -355,13 +416,15 @@ def write_job(
         raise ValueError("train_timeout and wait_time_after_min_received must be >= 0")
     noise = _check_noise(noise)
     overrides = dict(overrides or {})
-    reserved = sorted(set(overrides) & set(_RESERVED))
+    reserved = sorted(set(overrides) & set(SITE_KEYS))
     if reserved:
         raise ValueError(
-            f"overrides may not set {', '.join(reserved)}: the job sets bundle_root, and each site sets its data "
-            f"through {DATASET_ENV} / {DATALIST_ENV}"
+            f"overrides may not set {', '.join(reserved)}: each site sets its data through {DATASET_ENV} / "
+            f"{DATALIST_ENV}"
         )
-    json.dumps(overrides)  # a TypeError here names what cannot go into a job config
+    problems = override_problems(overrides)
+    if problems:  # every site refuses such a job (unet_med.fl.site): say so here
+        raise ValueError("overrides must be plain data a site accepts:\n  - " + "\n  - ".join(problems))
     for required in ("configs/train.json", "configs/evaluate.json", "configs/metadata.json"):
         if not (bundle / required).is_file():
             raise ValueError(f"{bundle}: {required} not found")
