@@ -16,21 +16,24 @@ import torch
 from fl_helpers import TINY, UNET
 
 from unet_med.fl import simulate, write_job
+from unet_med.fl.site import SITE_TRUST_ENV
 
 pytestmark = pytest.mark.slow
 
 #: Loaded by the site's bundle from the job's app/custom folder (on the site's PYTHONPATH): kills its own process,
-#: the way a crash or an operator would, at the first training iteration of the site named ``victim``.
+#: the way a crash or an operator would, at the first training iteration of the site named ``victim``. It is custom
+#: bundle code, so the job is written with ``trust_bundle_code`` and the sites accept it through their environment.
 KILL_HOOK = """
 import os
 import signal
+from pathlib import Path
 
 from ignite.engine import Events
 
 
 class KillSite:
-    def __init__(self, site, victim):
-        self.doomed = site == victim
+    def __init__(self, bundle_root, victim):
+        self.doomed = victim in Path(bundle_root).parts  # the simulator runs each site in a folder of its name
 
     def attach(self, engine):
         if self.doomed:
@@ -119,26 +122,28 @@ def test_fedopt_without_momentum_gives_fedavg_global_model(flare, tiny_bundle: P
 def test_a_killed_site_is_reported_and_min_clients_decides(flare, tiny_bundle: Path, tmp_path: Path, min_clients: int):
     """site-2's process dies at its first training step. With min_clients=1 the round is averaged over site-1
     alone; with min_clients=2 the server waits for the train timeout, then stops the job instead of averaging."""
-    overrides = {
-        **TINY,
-        "kill": {"_target_": "fl_kill_hook.KillSite", "site": "{SITE_NAME}", "victim": "site-2"},
-        "train#trainer#train_handlers": "$@train#handlers + [@kill]",
-    }
+    train = tiny_bundle / "configs" / "train.json"
+    config = json.loads(train.read_text())
+    config["kill"] = {"_target_": "fl_kill_hook.KillSite", "bundle_root": "@bundle_root", "victim": "site-2"}
+    config["train"]["trainer"]["train_handlers"] = "$@train#handlers + [@kill]"
+    train.write_text(json.dumps(config, indent=4))
     job = write_job(
         tiny_bundle,
         tmp_path / "job",
         sites=2,
         rounds=1,
         min_clients=min_clients,
-        overrides=overrides,
+        overrides=TINY,
         train_timeout=15,
         wait_time_after_min_received=1,
+        trust_bundle_code=True,
     )
     (job / "app" / "custom").mkdir()
     (job / "app" / "custom" / "fl_kill_hook.py").write_text(KILL_HOOK)
 
     start = time.monotonic()
-    result = simulate(job, tmp_path / "ws", sites=2, timeout=150, env=site_env(tmp_path), check=False)
+    env = {**site_env(tmp_path), SITE_TRUST_ENV: "1"}  # each site accepts the custom bundle code on purpose
+    result = simulate(job, tmp_path / "ws", sites=2, timeout=150, env=env, check=False)
     assert time.monotonic() - start < 150
 
     log = result.server_log
