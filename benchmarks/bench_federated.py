@@ -154,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--server-momentum", type=float, default=0.6, help="fedopt: server momentum")
     parser.add_argument("--skip-alone", action="store_true", help="skip the single-site runs")
     parser.add_argument("--skip-centralised", action="store_true", help="skip the centralised run")
+    parser.add_argument("--skip-federated", action="store_true", help="skip the federated runs (single sites only)")
     parser.add_argument("--json", default=None, help="write the results here")
     parser.add_argument("--work", default=None, help="work folder (default: a temporary one)")
     args = parser.parse_args(argv)
@@ -179,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     for kind in args.splits:
         splits = _split(training, kind, work)
         entry: dict[str, Any] = {"cases": {s: len(c) for s, c in splits.items()}}
-        for aggregation in args.aggregations:
+        for aggregation in [] if args.skip_federated else args.aggregations:
             server: dict[str, Any] = {"aggregation": aggregation}
             if aggregation == "fedopt":
                 server.update(server_lr=args.server_lr, server_momentum=args.server_momentum)
