@@ -76,7 +76,8 @@ def _source(work: Path) -> Path:
     """The bundle as it was when the benchmark started (the repository may change while it runs)."""
     source = work / "source" / BUNDLE.name
     if not source.is_dir():
-        shutil.copytree(BUNDLE, source, ignore=shutil.ignore_patterns("runs", ".cache", "last.pt"))
+        # configs and the one model a plain run writes; a shipped fold ensemble's other members stay behind
+        shutil.copytree(BUNDLE, source, ignore=shutil.ignore_patterns("runs", ".cache", "last.pt", "model_fold*.pt"))
     return source
 
 
@@ -89,7 +90,9 @@ def _bundle_copy(work: Path, name: str) -> Path:
 def _evaluate(bundle: Path, datalist: Path) -> float:
     from unet_med.bundle.run import run_bundle
 
-    run_bundle(bundle, "evaluating", {"dataset_dir": str(DATA), "datalist_file": str(datalist), "device": "cpu"})
+    # each run's one model, also where the bundle ships a fold ensemble (inference.ensemble > 1)
+    overrides = {"dataset_dir": str(DATA), "datalist_file": str(datalist), "device": "cpu", "ensemble": 1}
+    run_bundle(bundle, "evaluating", overrides)
     summary = json.loads((bundle / "runs" / "eval" / "summary.json").read_text())
     return float(summary["mean_dice"])
 
