@@ -2,10 +2,11 @@
 
 A site's FLARE client runs what the job's ``config_fed_client.json`` names, with the arguments it gives. Besides
 the bundle's configs (code: MONAI evaluates ``$`` strings and builds any ``_target_``), the bundle overrides in
-that file are code too (an override ``"$__import__('os')..."`` runs like any config expression), and so is the
-choice of component: a job naming ``monai.fl.client.MonaiAlgo`` with ``disable_ckpt_loading: false`` unpickles
-whatever ``models/model.pt`` it carries. So a site recognises the job the way :mod:`unet_med.bundle.recognize`
-recognises a bundle, by comparison with what its own installed ``unet_med`` writes:
+that file are code too (an override ``"$__import__('os')..."`` runs like any config expression), and so are the
+component and its arguments: a job can name plain ``monai.fl.client.MonaiAlgo``, or turn checkpoint loading back
+on so that the site loads whatever ``models/model.pt`` the job carries. So a site recognises the job the way
+:mod:`unet_med.bundle.recognize` recognises a bundle, by comparison with what its own installed ``unet_med``
+writes:
 
 - :func:`check_job` (``unet-med fl check JOB_DIR``), before the site agrees to run a job: the app holds nothing but
   the two FLARE configs and the bundle; the client config is exactly what :func:`unet_med.fl.job.client_config`
