@@ -54,7 +54,7 @@ def _overrides(tmp: Path, bundle: Path, patch: list[int]) -> dict:
         "amp": False,
         "device": "cpu",
         "compile": False,  # compiled training has its own test (tests/engines/test_compiled.py)
-        "ensemble": 1,  # one freshly trained model here; shipped ensembles are checked in tests/inference
+        "ensemble": 1,  # one fresh model here; shipped ensembles: tests/bundle/test_recognize.py, tests/inference
     }
 
 

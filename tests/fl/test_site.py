@@ -131,10 +131,8 @@ def test_the_site_component_refuses_a_changed_bundle_before_parsing(job: Path, m
 def test_the_site_component_refuses_code_in_its_arguments_even_when_trusting(
     job: Path, monkeypatch: pytest.MonkeyPatch
 ):
+    _edit_client(job, lambda c: _algo(c)["args"]["train_kwargs"].update(x="$__import__('os').getcwd()"))
     algo = _site_algo(job, monkeypatch)
-    args = _algo(json.loads((job / CLIENT).read_text()))["args"]
-    args["train_kwargs"]["x"] = "$__import__('os').getcwd()"
-    algo = RecognizedMonaiAlgo(**args)
     monkeypatch.setenv(SITE_TRUST_ENV, "1")
     with pytest.raises(BundleError, match="client arguments"):
         algo.initialize({ExtraItems.APP_ROOT: str(job / "app")})

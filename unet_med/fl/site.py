@@ -90,7 +90,8 @@ def algo_problems(args: Mapping[str, Any], where: str = "client_algo") -> list[s
 
 def _job_parameters(client: Mapping[str, Any]) -> dict[str, Any]:
     """The :func:`client_config` arguments a client config states (KeyError/TypeError/StopIteration if malformed)."""
-    algo = next(c for c in client["components"] if c["id"] == "client_algo")["args"]
+    component = next(c for c in client["components"] if c["id"] == "client_algo")
+    algo = component["args"]
     executor = client["executors"][0]["executor"]["args"]
     exclude_regex, noise = None, None
     for data_filter in client["task_data_filters"]:
@@ -105,6 +106,7 @@ def _job_parameters(client: Mapping[str, Any]) -> dict[str, Any]:
         name: {k: v for k, v in algo[name].items() if k not in SITE_KEYS} for name in ("train_kwargs", "eval_kwargs")
     }
     return {
+        "algo_path": component.get("path"),
         "algo": algo,
         "local_epochs": algo["local_epochs"],
         "train_overrides": site_free["train_kwargs"],
@@ -160,8 +162,7 @@ def check_job(job_dir: str | os.PathLike, trust_bundle_code: bool = False) -> li
         params = _job_parameters(client)
     except (ValueError, KeyError, TypeError, IndexError, StopIteration, UnicodeDecodeError) as e:
         return [*problems, f"{_CLIENT}: not a client config unet-med fl job writes ({type(e).__name__}: {e})"]
-    algo = params.pop("algo")
-    algo_path = next(c for c in client["components"] if c["id"] == "client_algo").get("path")
+    algo, algo_path = params.pop("algo"), params.pop("algo_path")
     if algo_path != ALGO_PATH:
         problems.append(f"{_CLIENT}: client_algo is {algo_path!r}, not {ALGO_PATH} (which recognises the bundle)")
     found = algo_problems(algo, f"{_CLIENT}: client_algo")
