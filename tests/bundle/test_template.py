@@ -181,3 +181,20 @@ def test_training_speed_fields_render_into_train_json():
     assert defaults["validate"]["inferer"]["inferer"]["overlap"] == 0.25
     with pytest.raises(TaskError, match="lr_schedule"):
         validate_task(_reference_task() | {"training": {"lr_schedule": "step"}})
+
+
+def test_deep_supervision_adds_heads_and_wraps_the_loss():
+    """With ``network.deep_supervision`` the network has auxiliary heads (in every config, so the weights load
+    for inference) and training weighs a loss per decoder stage; without it neither appears."""
+    task = _reference_task()
+    plain = render(task)
+    assert "deep_supervision" not in plain["train.json"] and "DeepSupervisionLoss" not in plain["train.json"]
+    task["network"]["deep_supervision"] = True
+    files = render(task)
+    train = json.loads(files["train.json"])
+    assert train["loss"]["_target_"] == "DeepSupervisionLoss"
+    assert train["loss"]["loss"]["_target_"] == "DiceCELoss"
+    for name in ("train.json", "inference.json"):
+        assert json.loads(files[name])["network_def"]["deep_supervision"] is True
+    with pytest.raises(TaskError, match="deep_supervision"):
+        validate_task(_reference_task() | {"network": {"features": [8, 16], "deep_supervision": "yes"}})

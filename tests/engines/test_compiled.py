@@ -8,7 +8,7 @@ import pytest
 import torch
 from monai.engines import SupervisedTrainer
 from monai.inferers import SimpleInferer
-from monai.losses import DiceCELoss
+from monai.losses import DeepSupervisionLoss, DiceCELoss
 from monai.metrics import DiceMetric
 from monai.networks import one_hot
 
@@ -33,14 +33,21 @@ def _data(n: int = 8, size: int = 16) -> list[dict[str, torch.Tensor]]:
 
 
 @pytest.mark.parametrize(
-    ("compile_", "channels_last", "bf16"),
-    [(True, True, True), (False, False, False)],
-    ids=["compiled-channels_last-bf16 (task defaults, amp)", "eager-fp32 (reference bundle)"],
+    ("compile_", "channels_last", "bf16", "deep_supervision"),
+    [(True, True, True, False), (False, False, False, False), (True, True, True, True)],
+    ids=[
+        "compiled-channels_last-bf16 (task defaults, amp)",
+        "eager-fp32 (reference bundle)",
+        "compiled-channels_last-bf16-deep_supervision",
+    ],
 )
-def test_short_run_learns(compile_, channels_last, bf16):
+def test_short_run_learns(compile_, channels_last, bf16, deep_supervision):
     torch.manual_seed(0)
     data = _data()
-    net = UNet(3, 1, 2, features=(8, 16, 32), norm=["instance", {"affine": True}])
+    net = UNet(
+        3, 1, 2, features=(8, 16, 32), norm=["instance", {"affine": True}], deep_supervision=deep_supervision
+    )
+    loss = DiceCELoss(to_onehot_y=True, softmax=True)
     loader = torch.utils.data.DataLoader(data, batch_size=4, shuffle=True, drop_last=True)
     # aot_eager traces the step as Inductor would (the norms take their compiled form) without generating code,
     # which takes minutes on 2 shared cores; benchmarks/bench_training.py runs the Inductor path
@@ -53,14 +60,20 @@ def test_short_run_learns(compile_, channels_last, bf16):
         train_data_loader=loader,
         network=net,
         optimizer=torch.optim.AdamW(net.parameters(), lr=1e-2),
-        loss_function=DiceCELoss(to_onehot_y=True, softmax=True),
+        loss_function=DeepSupervisionLoss(loss) if deep_supervision else loss,
         inferer=inferer,
     )
+    if deep_supervision:  # each case's output: full- and half-size logits, both floats after autocast
+        outputs = []
+        trainer.add_event_handler("ITERATION_COMPLETED", lambda e: outputs.append(e.state.output[0]["pred"]))
     trainer.add_event_handler("ITERATION_COMPLETED", lambda e: losses.append(float(e.state.output[0]["loss"])))
     start = time.perf_counter()
     trainer.run()
     assert time.perf_counter() - start < 60
     assert sum(losses[-4:]) < 0.5 * sum(losses[:4])
+    if deep_supervision:
+        assert [tuple(p.shape) for p in outputs[-1]] == [(2, 16, 16, 16), (2, 8, 8, 8)]
+        assert all(p.dtype == torch.float32 for p in outputs[-1])
     if channels_last:
         assert net.encoder[0][0].conv.weight.is_contiguous(memory_format=torch.channels_last_3d)
     net.eval()

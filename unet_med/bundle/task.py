@@ -89,6 +89,7 @@ TASK_SCHEMA: dict[str, Any] = {
                         "maxItems": 5,
                     },
                     "dropout": {"type": "number", "minimum": 0, "maximum": 0.9},
+                    "deep_supervision": {"type": "boolean"},
                 },
                 ("features",),
             ),

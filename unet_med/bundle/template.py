@@ -103,7 +103,13 @@ def with_defaults(task: dict[str, Any]) -> dict[str, Any]:
         **task.get("preprocessing", {}),
     }
     task["labels"] = {"kind": "classes", **task.get("labels", {})}
-    task["network"] = {"norm": "instance", "pool_sizes": None, "dropout": 0.0, **task["network"]}
+    task["network"] = {
+        "norm": "instance",
+        "pool_sizes": None,
+        "dropout": 0.0,
+        "deep_supervision": False,
+        **task["network"],
+    }
     task["training"] = {
         "max_epochs": 24,
         "val_interval": 4,

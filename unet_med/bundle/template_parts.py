@@ -27,6 +27,8 @@ def network_def(t: dict[str, Any]) -> dict[str, Any]:
         spec["pool_sizes"] = net["pool_sizes"]
     if net["dropout"]:
         spec["dropout"] = net["dropout"]
+    if net["deep_supervision"]:  # auxiliary heads, used in training only: their weights ship with the model
+        spec["deep_supervision"] = True
     return spec
 
 

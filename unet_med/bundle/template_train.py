@@ -71,6 +71,10 @@ def _loss(t: dict[str, Any]) -> dict[str, Any]:
     spec: dict[str, Any] = {"_target_": "DiceCELoss", "to_onehot_y": True, "softmax": True}
     if t["training"]["loss"] == "ce":
         spec.update({"lambda_dice": 0.0, "lambda_ce": 1.0})
+    if t["network"]["deep_supervision"]:
+        # the network returns [full, half, quarter, ...] logits in training; the label is resized to each
+        # (nearest) and the losses weighted 1, 1/2, 1/4, ... (floor 1/16)
+        return {"_target_": "DeepSupervisionLoss", "loss": spec, "weight_mode": "exp"}
     return spec
 
 
