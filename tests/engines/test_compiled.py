@@ -44,9 +44,7 @@ def _data(n: int = 8, size: int = 16) -> list[dict[str, torch.Tensor]]:
 def test_short_run_learns(compile_, channels_last, bf16, deep_supervision):
     torch.manual_seed(0)
     data = _data()
-    net = UNet(
-        3, 1, 2, features=(8, 16, 32), norm=["instance", {"affine": True}], deep_supervision=deep_supervision
-    )
+    net = UNet(3, 1, 2, features=(8, 16, 32), norm=["instance", {"affine": True}], deep_supervision=deep_supervision)
     loss = DiceCELoss(to_onehot_y=True, softmax=True)
     loader = torch.utils.data.DataLoader(data, batch_size=4, shuffle=True, drop_last=True)
     # aot_eager traces the step as Inductor would (the norms take their compiled form) without generating code,
