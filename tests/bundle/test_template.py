@@ -198,3 +198,34 @@ def test_deep_supervision_adds_heads_and_wraps_the_loss():
         assert json.loads(files[name])["network_def"]["deep_supervision"] is True
     with pytest.raises(TaskError, match="deep_supervision"):
         validate_task(_reference_task() | {"network": {"features": [8, 16], "deep_supervision": "yes"}})
+
+
+def test_border_weighted_loss_renders_the_weight_map_and_the_pixel_weighted_loss():
+    """``training.loss: border_weighted_ce`` puts the weight map into the augmentation (by class index) and the
+    pixel-weighted cross-entropy into training; the task is refused where the combination cannot work."""
+    task = load_task(REPO / "bundles" / "em_membranes")
+    assert "border_weights" not in render(task)["train.json"]
+    task["training"] |= {"loss": "border_weighted_ce", "border_weights": {"border_class": "membrane", "sigma": 4}}
+    train = json.loads(render(task)["train.json"])
+    assert train["loss"] == {"_target_": "unet_med.losses.PixelWeightedCrossEntropyLoss"}
+    assert train["train"]["augmentation"]["border_weights"] == {
+        "border_class": task["classes"].index("membrane"),
+        "w0": 10.0,
+        "sigma": 4,
+        "keep_class_total": True,
+    }
+    for change, message in [
+        ({"border_weights": {"border_class": "nucleus"}}, "not one of the classes"),
+        ({"border_weights": None}, "needs training.border_weights"),
+        ({"augmentation": "volume"}, "'microscopy' augmentation"),
+    ]:
+        bad = copy.deepcopy(task)
+        bad["training"] |= change
+        if bad["training"]["border_weights"] is None:
+            del bad["training"]["border_weights"]
+        with pytest.raises(TaskError, match=message):
+            validate_task(bad)
+    bad = copy.deepcopy(task)
+    bad["network"]["deep_supervision"] = True
+    with pytest.raises(TaskError, match="deep_supervision"):
+        validate_task(bad)

@@ -102,7 +102,16 @@ TASK_SCHEMA: dict[str, Any] = {
                     "num_samples": _POS_INT,
                     "learning_rate": _POS_NUM,
                     "amp": {"type": "boolean"},
-                    "loss": {"enum": ["dice_ce", "ce"]},
+                    "loss": {"enum": ["dice_ce", "ce", "border_weighted_ce"]},
+                    "border_weights": _obj(
+                        {
+                            "border_class": {"type": "string", "minLength": 1},
+                            "w0": {"type": "number", "minimum": 0},
+                            "sigma": _POS_NUM,
+                            "keep_class_total": {"type": "boolean"},
+                        },
+                        ("border_class",),
+                    ),
                     "augmentation": {"enum": ["volume", "volume_strong", "microscopy"]},
                     "demo": _obj(
                         {
@@ -205,6 +214,18 @@ def _consistency(task: dict[str, Any]) -> list[str]:
         problems.append("labels: 'values' and 'map_to' must have the same length")
     if labels.get("kind") == "instances" and num_classes != 3:
         problems.append("labels.kind 'instances' needs 3 classes (background, interior, boundary)")
+    training = task.get("training", {})
+    if training.get("loss") == "border_weighted_ce":
+        weights = training.get("border_weights")
+        if training.get("augmentation", "microscopy" if task["modality"] == "microscopy" else "volume") != "microscopy":
+            problems.append("training.loss 'border_weighted_ce' needs the 2D 'microscopy' augmentation")
+        if not weights:
+            problems.append("training.loss 'border_weighted_ce' needs training.border_weights.border_class")
+        elif weights["border_class"] not in task["classes"]:
+            name = weights["border_class"]
+            problems.append(f"training.border_weights.border_class: {name!r} is not one of the classes")
+        if task["network"].get("deep_supervision"):
+            problems.append("training.loss 'border_weighted_ce' does not combine with network.deep_supervision")
     if task["modality"] == "microscopy" and task.get("training", {}).get("demo"):
         problems.append("training.demo: the synthetic demo set is 3D MRI-like; microscopy tasks train on real data")
     return problems

@@ -91,6 +91,10 @@ def with_defaults(task: dict[str, Any]) -> dict[str, Any]:
     ``"warmup_cosine"`` (``warmup_epochs`` of linear warm-up, then cosine, per iteration); ``val_overlap`` (0.25)
     and ``val_sw_batch_size`` (8) set the sliding window of the validation during training only (inference keeps
     overlap 0.5).
+
+    ``loss``: ``"dice_ce"`` (default), ``"ce"``, or ``"border_weighted_ce"`` (2D microscopy: the U-Net paper's
+    pixel-weighted cross-entropy, :func:`unet_med.transforms.border_weight_map`; ``border_weights`` names the
+    ``border_class`` and may set ``w0`` (10), ``sigma`` (5 pixels) and ``keep_class_total`` (true)).
     """
     task = validate_task(task)
     micro = task["modality"] == "microscopy"
@@ -118,6 +122,7 @@ def with_defaults(task: dict[str, Any]) -> dict[str, Any]:
         "learning_rate": 0.003,
         "amp": False,
         "loss": "dice_ce",
+        "border_weights": None,
         "augmentation": "microscopy" if micro else "volume",
         "demo": None,
         "datalist": False,
@@ -131,6 +136,13 @@ def with_defaults(task: dict[str, Any]) -> dict[str, Any]:
         "val_sw_batch_size": 8,
         **task.get("training", {}),
     }
+    if task["training"]["border_weights"] is not None:
+        task["training"]["border_weights"] = {
+            "w0": 10.0,
+            "sigma": 5.0,
+            "keep_class_total": True,
+            **task["training"]["border_weights"],
+        }
     task["inference"] = {"ensemble": 1, **task.get("inference", {})}
     task["postprocessing"] = {
         "keep_largest_component": [],

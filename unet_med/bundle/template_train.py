@@ -68,6 +68,9 @@ def _validation_postprocessing(t: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _loss(t: dict[str, Any]) -> dict[str, Any]:
+    if t["training"]["loss"] == "border_weighted_ce":
+        # the U-Net paper's loss: the label carries the weight map as its second channel (see _augmentation)
+        return {"_target_": "unet_med.losses.PixelWeightedCrossEntropyLoss"}
     spec: dict[str, Any] = {"_target_": "DiceCELoss", "to_onehot_y": True, "softmax": True}
     if t["training"]["loss"] == "ce":
         spec.update({"lambda_dice": 0.0, "lambda_ce": 1.0})
@@ -85,12 +88,21 @@ def _augmentation(t: dict[str, Any]) -> dict[str, Any]:
         target = "unet_med.transforms.strong_augmentation"
     else:
         target = "unet_med.transforms.train_augmentation"
-    return {
+    spec: dict[str, Any] = {
         "_target_": target,
         "patch_size": "@patch_size",
         "num_classes": "@num_classes",
         "num_samples": "@num_samples",
     }
+    weights = t["training"]["border_weights"]
+    if t["training"]["loss"] == "border_weighted_ce":
+        spec["border_weights"] = {
+            "border_class": t["classes"].index(weights["border_class"]),
+            "w0": weights["w0"],
+            "sigma": weights["sigma"],
+            "keep_class_total": weights["keep_class_total"],
+        }
+    return spec
 
 
 def _lr_schedule(tr: dict[str, Any]) -> dict[str, Any]:

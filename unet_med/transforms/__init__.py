@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from unet_med.transforms.border_weights import BorderWeightd, border_weight_map
 from unet_med.transforms.intensity import ZScoreForegroundd, zscore_foreground
 from unet_med.transforms.microscopy import (
     ClassesToInstancesd,
@@ -21,10 +22,12 @@ from unet_med.transforms.regions import BRATS_REGIONS, LabelToRegionsd, label_to
 
 __all__ = [
     "BRATS_REGIONS",
+    "BorderWeightd",
     "ClassesToInstancesd",
     "InstancesToClassesd",
     "LabelToRegionsd",
     "ZScoreForegroundd",
+    "border_weight_map",
     "classes_to_instances",
     "inference_postprocessing",
     "instances_to_classes",

@@ -25,7 +25,10 @@ import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import (
+    CastToTyped,
     Compose,
+    ConcatItemsd,
+    DeleteItemsd,
     MapTransform,
     Rand2DElasticd,
     RandAdjustContrastd,
@@ -40,6 +43,8 @@ from monai.transforms import (
 )
 from scipy import ndimage
 from skimage.segmentation import find_boundaries, watershed
+
+from unet_med.transforms.border_weights import BorderWeightd
 
 __all__ = [
     "ClassesToInstancesd",
@@ -63,6 +68,7 @@ def microscopy_augmentation(
     elastic_spacing: float = 64.0,
     elastic_magnitude: Sequence[float] = (0.0, 8.0),
     scale_range: float = 0.1,
+    border_weights: Mapping[str, Any] | None = None,
 ) -> Compose:
     """Random patches, flips, 90-degree turns, rotation + scaling + elastic deformation, grey-value jitter.
 
@@ -78,12 +84,20 @@ def microscopy_augmentation(
         elastic_magnitude: range of the control-point displacement's standard deviation, in pixels (the paper:
             10 pixels).
         scale_range: relative zoom range of the deformation.
+        border_weights: arguments of :class:`~unet_med.transforms.BorderWeightd` (``border_class``, ``w0``,
+            ``sigma``) for the U-Net paper's weighted loss: the weight map is computed from the whole image (first,
+            so a ``CacheDataset`` keeps it), moved with the image by every spatial step, and appended to the label
+            as a second channel for :class:`~unet_med.losses.PixelWeightedCrossEntropyLoss`.
     """
     if len(patch_size) != 2:
         raise ValueError(f"microscopy_augmentation is 2D: patch_size needs 2 entries, got {list(patch_size)}")
-    keys = [image_key, label_key]
+    weight_key = "weight"
+    keys = [image_key, label_key] + ([weight_key] if border_weights is not None else [])
     patch = [int(p) for p in patch_size]
-    transforms: list[MapTransform] = [
+    transforms: list[MapTransform] = []
+    if border_weights is not None:
+        transforms.append(BorderWeightd(keys=label_key, weight_key=weight_key, **border_weights))
+    transforms += [
         SpatialPadd(keys=keys, spatial_size=patch, mode="reflect"),
         RandCropByLabelClassesd(
             keys=keys,
@@ -108,7 +122,7 @@ def microscopy_augmentation(
             rotate_range=(math.pi,),
             scale_range=(scale_range, scale_range),
             spatial_size=(patch[0], patch[1]),
-            mode=("bilinear", "nearest"),
+            mode=("bilinear", "nearest", "bilinear")[: len(keys)],
             padding_mode="reflection",
         ),
         RandAdjustContrastd(keys=image_key, prob=0.3, gamma=(0.7, 1.5)),
@@ -117,6 +131,12 @@ def microscopy_augmentation(
         RandGaussianSmoothd(keys=image_key, prob=0.1, sigma_x=(0.5, 1.0), sigma_y=(0.5, 1.0)),
         RandGaussianNoised(keys=image_key, prob=0.15, std=0.03),
     ]
+    if border_weights is not None:
+        transforms += [
+            CastToTyped(keys=[label_key, weight_key], dtype=torch.float32),
+            ConcatItemsd(keys=[label_key, weight_key], name=label_key, dim=0),
+            DeleteItemsd(keys=weight_key),
+        ]
     return Compose(transforms)
 
 
