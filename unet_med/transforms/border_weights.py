@@ -10,7 +10,7 @@ objects are the connected components of every class but ``border_class`` (the me
 border term is put on the pixels of ``border_class`` (the separations themselves), and ``w_c`` is 1.
 
 In EM nearly every membrane pixel lies within a few sigma of two cells, so the paper's map weighs the membrane
-class as a whole 3-5x, which moves the decision towards membrane and costs pixel accuracy. With
+class as a whole about 5x (ISBI 2012 sections), which moves the decision towards membrane. With
 ``keep_class_total`` the border pixels' weights are scaled to average 1 in each image: the classes keep the
 weight plain cross-entropy gives them, and only the share within the border class moves to the narrow
 separations.
