@@ -85,9 +85,10 @@ def microscopy_augmentation(
             10 pixels).
         scale_range: relative zoom range of the deformation.
         border_weights: arguments of :class:`~unet_med.transforms.BorderWeightd` (``border_class``, ``w0``,
-            ``sigma``, ``keep_class_total``) for the U-Net paper's weighted loss: the weight map is computed from the whole image (first,
-            so a ``CacheDataset`` keeps it), moved with the image by every spatial step, and appended to the label
-            as a second channel for :class:`~unet_med.losses.PixelWeightedCrossEntropyLoss`.
+            ``sigma``, ``keep_class_total``) for the U-Net paper's weighted loss: the weight map is computed from
+            the whole image (first, so a ``CacheDataset`` keeps it), moved with the image by every spatial step,
+            and appended to the label as a second channel for
+            :class:`~unet_med.losses.PixelWeightedCrossEntropyLoss`.
     """
     if len(patch_size) != 2:
         raise ValueError(f"microscopy_augmentation is 2D: patch_size needs 2 entries, got {list(patch_size)}")
