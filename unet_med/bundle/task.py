@@ -190,6 +190,11 @@ class TaskError(ValueError):
         super().__init__(f"{source}: not a valid task description" + "".join(f"\n  - {p}" for p in problems))
 
 
+def default_augmentation(task: dict[str, Any]) -> str:
+    """``training.augmentation`` when a task does not set it: by modality."""
+    return "microscopy" if task["modality"] == "microscopy" else "volume"
+
+
 def _consistency(task: dict[str, Any]) -> list[str]:
     """Checks the schema cannot express: lengths that must agree with ``spatial_dims`` and the classes."""
     dims, problems = task["spatial_dims"], []
@@ -217,7 +222,7 @@ def _consistency(task: dict[str, Any]) -> list[str]:
     training = task.get("training", {})
     if training.get("loss") == "border_weighted_ce":
         weights = training.get("border_weights")
-        if training.get("augmentation", "microscopy" if task["modality"] == "microscopy" else "volume") != "microscopy":
+        if training.get("augmentation", default_augmentation(task)) != "microscopy":
             problems.append("training.loss 'border_weighted_ce' needs the 2D 'microscopy' augmentation")
         if not weights:
             problems.append("training.loss 'border_weighted_ce' needs training.border_weights.border_class")
@@ -226,7 +231,7 @@ def _consistency(task: dict[str, Any]) -> list[str]:
             problems.append(f"training.border_weights.border_class: {name!r} is not one of the classes")
         if task["network"].get("deep_supervision"):
             problems.append("training.loss 'border_weighted_ce' does not combine with network.deep_supervision")
-    if task["modality"] == "microscopy" and task.get("training", {}).get("demo"):
+    if task["modality"] == "microscopy" and training.get("demo"):
         problems.append("training.demo: the synthetic demo set is 3D MRI-like; microscopy tasks train on real data")
     return problems
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from unet_med.bundle.task import validate_task
+from unet_med.bundle.task import default_augmentation, validate_task
 from unet_med.bundle.template_infer import PINS, SCHEMA_URL, inference_config, metadata
 from unet_med.bundle.template_train import evaluate_config, multi_gpu_config, train_config
 
@@ -123,7 +123,7 @@ def with_defaults(task: dict[str, Any]) -> dict[str, Any]:
         "amp": False,
         "loss": "dice_ce",
         "border_weights": None,
-        "augmentation": "microscopy" if micro else "volume",
+        "augmentation": default_augmentation(task),
         "demo": None,
         "datalist": False,
         "num_folds": 5,

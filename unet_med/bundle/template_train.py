@@ -94,8 +94,8 @@ def _augmentation(t: dict[str, Any]) -> dict[str, Any]:
         "num_classes": "@num_classes",
         "num_samples": "@num_samples",
     }
-    weights = t["training"]["border_weights"]
     if t["training"]["loss"] == "border_weighted_ce":
+        weights = t["training"]["border_weights"]
         spec["border_weights"] = {
             "border_class": t["classes"].index(weights["border_class"]),
             "w0": weights["w0"],
