@@ -37,7 +37,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from unet_med.bundle.integrity import check_integrity, site_trusted_keys
 from unet_med.bundle.manifest import MANIFEST, SIGNATURE, BundleError
+from unet_med.bundle.refusal import TRUST_FLAG, changed_after_packing, not_recognised
 from unet_med.bundle.task import MAX_TASK_BYTES, TaskError, validate_task
 from unet_med.bundle.template import render
 
@@ -50,8 +52,6 @@ __all__ = [
     "require_recognized",
 ]
 
-#: The command-line flag that accepts a bundle's custom code on purpose.
-TRUST_FLAG = "--trust-bundle-code"
 #: Files a bundle may hold, by folder: exact names, or suffixes for ``docs/``.
 ALLOWED_FILES: dict[str, Any] = {
     ".": {"LICENSE", MANIFEST, SIGNATURE},
@@ -80,6 +80,7 @@ class Recognition:
         weights: the bytes of ``models/model.pt`` as checked (``None`` when not read).
         member_weights: the bytes of the other members of a fold ensemble (``model_fold1.pt`` -> bytes), as
             checked, in member order.
+        signer: who signed the bundle's manifest, when the site pins keys (set by :func:`require_recognized`).
     """
 
     root: Path
@@ -88,6 +89,7 @@ class Recognition:
     files: dict[str, bytes] = field(default_factory=dict)
     weights: bytes | None = None
     member_weights: dict[str, bytes] = field(default_factory=dict)
+    signer: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -96,6 +98,11 @@ class Recognition:
     def config(self, name: str) -> dict[str, Any]:
         """A checked config (``"inference.json"``) parsed from the checked bytes."""
         return json.loads(self.files[f"configs/{name}"])
+
+    def checked(self) -> dict[str, bytes]:
+        """Every file read, as checked, by path relative to the bundle (``models/model.pt`` included when read)."""
+        models = {f"models/{n}": d for n, d in self.member_weights.items()}
+        return {**self.files, **({"models/model.pt": self.weights} if self.weights is not None else {}), **models}
 
     def format(self) -> str:
         if self.ok:
@@ -180,8 +187,24 @@ def _differences(actual: Any, expected: Any, where: str, out: list[str]) -> None
     elif isinstance(actual, list) and isinstance(expected, list) and len(actual) == len(expected):
         for i, (a, e) in enumerate(zip(actual, expected)):
             _differences(a, e, f"{where}{i}#", out)
+    elif isinstance(actual, str) and isinstance(expected, str) and actual != expected:
+        out.append(f"{where.rstrip('#')}: {_first_difference(actual, expected)}")
     elif actual != expected or type(actual) is not type(expected):
         out.append(f"{where.rstrip('#')}: {json.dumps(actual)[:80]} where the template has {json.dumps(expected)[:80]}")
+
+
+def _first_difference(actual: str, expected: str, context: int = 30) -> str:
+    """Where two strings first differ, with ``context`` characters either side of that place in each."""
+    at = next((i for i, (a, e) in enumerate(zip(actual, expected)) if a != e), min(len(actual), len(expected)))
+
+    def excerpt(text: str) -> str:
+        start, end = max(0, at - context), at + context
+        return f"{'...' if start else ''}{json.dumps(text[start:end])[1:-1]}{'...' if end < len(text) else ''}"
+
+    return (
+        f"differs from the template's rendering at character {at + 1}: "
+        f'the file has "{excerpt(actual)}", the template makes "{excerpt(expected)}"'
+    )
 
 
 def _config_problems(name: str, data: bytes, text: str) -> list[str]:
@@ -345,16 +368,25 @@ def recognize_bundle(bundle_dir: str | os.PathLike, weights: bool = True) -> Rec
 def require_recognized(
     bundle_dir: str | os.PathLike, trust_bundle_code: bool = False, weights: bool = True
 ) -> Recognition:
-    """:func:`recognize_bundle`, raising when the bundle holds custom code and the user has not accepted it.
+    """The gate before a bundle runs: its integrity (:func:`unet_med.bundle.integrity.check_integrity`: every file
+    as its ``manifest.json`` lists it, signed by a pinned key when the site pins keys), then
+    :func:`recognize_bundle`.
+
+    Args:
+        bundle_dir: the bundle folder.
+        trust_bundle_code: accept a bundle that is not recognised (never one changed after packing).
+        weights: also check ``models/model.pt`` as data of the template network.
 
     Raises:
-        BundleError: one line naming the flag, then every place of custom code.
+        BundleError: one message saying which file changed or differs and what to do, then every problem.
     """
     result = recognize_bundle(bundle_dir, weights=weights)
-    if not result.ok and not trust_bundle_code:
+    integrity = check_integrity(result.root, result.checked(), LOCAL_OUTPUTS, site_trusted_keys())
+    result.signer = integrity.signer
+    if integrity.problems:
         raise BundleError(
-            f"{result.root}: refused: the bundle is not what the installed unet_med template makes, so running it "
-            f"would run code this site does not have; pass {TRUST_FLAG} to accept its code on purpose",
-            result.problems,
+            changed_after_packing(result.root, result.problems, integrity), integrity.problems + result.problems
         )
+    if not result.ok and not trust_bundle_code:
+        raise BundleError(not_recognised(result.root, result.problems, integrity), result.problems)
     return result

@@ -65,6 +65,7 @@ __all__ = [
     "key_id",
     "require_signature",
     "sign_bundle",
+    "verify_manifest_signature",
     "verify_signature",
 ]
 
@@ -373,9 +374,18 @@ def _check(source: _Folder | _Zip, trusted_keys_dir: str | os.PathLike, report: 
     sig = _parse_signature(sig_bytes)
     report.signer, report.key_id = sig["signer"], sig["key_id"]
     manifest_bytes = source.read(MANIFEST, MAX_MANIFEST_BYTES)
+    manifest = _check_signature(sig, manifest_bytes, trusted_keys_dir, report)
+    if manifest is not None:
+        report.problems += _compare_files(source, manifest["files"])
+
+
+def _check_signature(
+    sig: dict[str, Any], manifest_bytes: bytes | None, trusted_keys_dir: str | os.PathLike, report: SignatureReport
+) -> dict[str, Any] | None:
+    """Checks a parsed signature over the manifest bytes (not the files); the parsed manifest when it verifies."""
     if manifest_bytes is None:
         report.problems.append(f"{SIGNATURE} present but no {MANIFEST}")
-        return
+        return None
     keys = _trusted_keys(trusted_keys_dir)
     matching = [k for k in keys if k.key_id == sig["key_id"]]
     if not matching:
@@ -383,14 +393,14 @@ def _check(source: _Folder | _Zip, trusted_keys_dir: str | os.PathLike, report: 
         report.problems.append(
             f"signed with key {sig['key_id']}, which is not a trusted key in {trusted_keys_dir} (trusted: {trusted})"
         )
-        return
+        return None
     if not any(_verifies(k.key, sig["signature"], manifest_bytes) for k in matching):
         names = ", ".join(k.file.name for k in matching)
         report.problems.append(
             f"the signature does not verify with trusted key {sig['key_id']} ({names}): "
             f"{MANIFEST} or {SIGNATURE} was changed after signing"
         )
-        return
+        return None
     manifest = read_manifest(manifest_bytes)
     if hashlib.sha256(manifest_bytes).hexdigest() != sig["manifest_sha256"]:
         report.problems.append(f"{SIGNATURE}: manifest_sha256 does not match {MANIFEST}")
@@ -399,7 +409,28 @@ def _check(source: _Folder | _Zip, trusted_keys_dir: str | os.PathLike, report: 
         report.problems.append(f"{SIGNATURE}: signer and key id differ from the signed manifest's {signed_by!r}")
     elif isinstance(signed_by, dict):
         report.signer = signed_by["signer"]
-    report.problems += _compare_files(source, manifest["files"])
+    return manifest
+
+
+def verify_manifest_signature(
+    manifest_bytes: bytes, signature_bytes: bytes, trusted_keys_dir: str | os.PathLike
+) -> SignatureReport:
+    """Checks only that ``signature_bytes`` (a ``signature.json``) signs exactly ``manifest_bytes`` with a pinned
+    key; comparing the files with the manifest is the caller's (see :mod:`unet_med.bundle.integrity`).
+
+    Returns:
+        The report; ``ok`` is ``False`` with the reasons in ``problems`` when refused. It never raises for a bad
+        signature or an unusable keys folder.
+    """
+    report = SignatureReport(ok=False)
+    try:
+        sig = _parse_signature(signature_bytes)
+        report.signer, report.key_id = sig["signer"], sig["key_id"]
+        _check_signature(sig, manifest_bytes, trusted_keys_dir, report)
+    except (BundleError, OSError) as e:
+        report.problems.append(str(e).splitlines()[0])
+    report.ok = not report.problems
+    return report
 
 
 def _verifies(key: Ed25519PublicKey, signature: bytes, data: bytes) -> bool:
