@@ -30,7 +30,10 @@ def test_fl_job(tmp_path: Path, capsys):
 
     # A site checks the job it received: recognised as written, refused once its overrides carry code.
     assert main(["fl", "check", str(out)]) == 0
-    assert capsys.readouterr().out.strip() == f"{out}: recognised"
+    report = capsys.readouterr().out
+    assert report.startswith(f"{out}: recognised. Checked:\n")
+    assert "config_fed_client.json is exactly what this site's unet-med fl job writes" in report
+    assert "Not checked here: config_fed_server.json" in report
     client["components"][0]["args"]["train_kwargs"]["learning_rate"] = "$__import__('os').getcwd() and 0.001"
     (out / "app" / "config" / "config_fed_client.json").write_text(json.dumps(client))
     assert main(["fl", "check", str(out)]) == 1

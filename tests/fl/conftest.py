@@ -16,7 +16,7 @@ from unet_med.fl import have_nvflare
 def flare() -> None:
     """Skips the test when NVIDIA FLARE is not installed (the project's default venv has no ``fl`` extra)."""
     if not have_nvflare():
-        pytest.skip("NVIDIA FLARE / monai-nvflare not installed (pip install 'unet-med[fl]')")
+        pytest.skip("NVIDIA FLARE / monai-nvflare not installed (pip install -e '.[fl]' in the clone)")
 
 
 @pytest.fixture

@@ -49,10 +49,19 @@ def _new(args: argparse.Namespace) -> int:
     from unet_med.bundle.task import TaskError
 
     try:
-        print(new_bundle(args.task, args.bundle))
+        root = new_bundle(args.task, args.bundle)
     except (TaskError, FileExistsError, OSError, ValueError) as e:
         print(e, file=sys.stderr)
         return 1
+    configs = sorted(p.name for p in (root / "configs").iterdir())
+    print(
+        f"made {root} from {args.task}: configs/ ({', '.join(configs)}), docs/README.md and LICENSE to fill in, "
+        "models/ empty until trained\n"
+        "next: train it on your dataset (MSD-style dataset.json + imagesTr/labelsTr, or paired folders):\n"
+        f"  python -m monai.bundle run training --config_file {root}/configs/train.json --dataset_dir DATA\n"
+        f"then cross-validate it: unet-med bundle cv {root} --dataset_dir DATA\n"
+        f"after editing {root}/configs/task.json: unet-med bundle build {root}"
+    )
     return 0
 
 

@@ -5,7 +5,7 @@
   [--noise percentile|svt|gaussian [--noise-arg K=V ...]] [--min-clients M] [--train-timeout S]
   [--override KEY=JSON ...] --out JOB_DIR``: write a FLARE job folder.
 - ``unet-med fl simulate JOB_DIR --workspace WS [--sites N] [--threads T] [--timeout S]``: run it in FLARE's
-  simulator on this machine (needs ``pip install 'unet-med[fl]'``).
+  simulator on this machine (needs the ``fl`` extra: ``pip install -e '.[fl]'`` in the clone).
 - ``unet-med fl export WORKSPACE_OR_MODEL BUNDLE OUT --rounds R --sites N|NAME,NAME``: the global model as a bundle.
 - ``unet-med fl check JOB_DIR [--trust-bundle-code]``: at a site, before running a received job: is it exactly what
   this site's ``unet-med fl job`` writes (exit 1 and one line per difference otherwise).
@@ -104,7 +104,17 @@ def _check(args: argparse.Namespace) -> int:
         for problem in problems:
             print(f"  - {problem}", file=sys.stderr)
         return 1
-    print(f"{args.job}: recognised")
+    trusted = " (its custom code accepted with --trust-bundle-code)" if args.trust_bundle_code else ""
+    print(
+        f"{args.job}: recognised. Checked:\n"
+        "  - meta.json deploys the one app, and the app holds only the files unet-med fl job writes\n"
+        "  - config_fed_client.json is exactly what this site's unet-med fl job writes for the job's own parameters\n"
+        "    (rounds, local epochs, aggregation, privacy filters, overrides), with the client algorithm that\n"
+        "    recognises the bundle again before every run\n"
+        f"  - the bundle in the app is what this site's template makes from its task description{trusted}\n"
+        "Not checked here: config_fed_server.json (it runs on the server) and the bundle's weights (a site trains\n"
+        "from the weights the server sends)."
+    )
     return 0
 
 

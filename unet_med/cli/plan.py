@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
+from pathlib import Path
+from typing import Any
 
 __all__ = ["register"]
 
@@ -37,8 +40,32 @@ def _plan(args: argparse.Namespace) -> int:
         tmp.write_text(config_text(task), encoding="utf-8")
     if args.fingerprint:
         atomic_write_json(args.fingerprint, fingerprint)
-    print(json.dumps(task, indent=2))
+    if args.json:
+        print(json.dumps(task, indent=2))
+        return 0
+    print(_summary(args, task, fingerprint["num_cases"]))
     return 0
+
+
+def _summary(args: argparse.Namespace, task: dict[str, Any], num_cases: int) -> str:
+    """What ``plan`` wrote, the main numbers of the task, and the command that makes the bundle."""
+    folder = re.sub(r"[^a-z0-9]+", "_", args.name.lower()).strip("_") or Path(args.out).stem
+    channels, classes = task["channels"], task["classes"]
+    lines = [
+        f"wrote {args.out}: the task description {task['card']['name']!r}, planned from {num_cases} case(s) of "
+        f"{args.dataset_dir}",
+        f"  {task['spatial_dims']}D {task['modality']}, {len(channels)} channel(s) ({', '.join(channels)}), "
+        f"{len(classes)} classes ({', '.join(classes)})",
+        f"  spacing {task['preprocessing']['pixdim']} mm, patch {task['patch_size']}, "
+        f"features {task['network']['features']}, pooling {task['network']['pool_sizes']}",
+    ]
+    if args.fingerprint:
+        lines.append(f"wrote {args.fingerprint}: the dataset fingerprint")
+    lines += [
+        "next: check or edit the task (card texts, epochs), then make the bundle:",
+        f"  unet-med bundle new bundles/{folder} --task {args.out}",
+    ]
+    return "\n".join(lines)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -56,4 +83,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     plan.add_argument("--max-pools", type=int, default=4, help="most poolings (4 = classic U-Net)")
     plan.add_argument("--base-features", type=int, default=16, help="first-stage width, doubled per stage")
     plan.add_argument("--seed", type=int, default=0)
+    plan.add_argument("--json", action="store_true", help="print the task description as JSON instead of a summary")
     plan.set_defaults(func=_plan)

@@ -3,8 +3,8 @@
 :func:`write_job` writes a FLARE job (FedAvg; ``monai_nvflare.ClientAlgoExecutor`` driving
 ``monai.fl.client.MonaiAlgo`` over the bundle at each site), :func:`simulate` runs it in FLARE's simulator, and
 :func:`export_global_model` turns the global model back into a bundle. Writing a job and exporting need only
-``unet_med``; running one needs the ``fl`` extra (``pip install 'unet-med[fl]'``), and the FLARE components here
-(:mod:`unet_med.fl.persistor`, :mod:`unet_med.fl.quorum`, :mod:`unet_med.fl.filters`,
+``unet_med``; running one needs the ``fl`` extra (``pip install -e '.[fl]'`` in the clone), and the FLARE
+components here (:mod:`unet_med.fl.persistor`, :mod:`unet_med.fl.quorum`, :mod:`unet_med.fl.filters`,
 :mod:`unet_med.fl.stats`) import it when loaded.
 See ``docs/federated.md``.
 """
