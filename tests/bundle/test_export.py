@@ -56,3 +56,35 @@ def test_reexport_replaces_the_file(tmp_path, weights):
     with zipfile.ZipFile(out) as zf:
         assert "model/extra/metadata.json" in zf.namelist()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.ts"]
+
+
+def test_onnx_export_prints_no_torchvision_or_future_warning(tmp_path):
+    """In a fresh process, as ``unet-med bundle verify`` runs it: PyTorch prints its torchvision notices once per
+    process, on the first export, and ``torch.export`` a LeafSpec FutureWarning."""
+    import shutil
+    import subprocess
+    import sys
+
+    from unet_med.bundle.build import build_bundle
+    from unet_med.networks import UNet
+
+    pytest.importorskip("onnxscript")
+    bundle = tmp_path / "bundle"
+    shutil.copytree(BUNDLE / "configs", bundle / "configs")
+    task = json.loads((bundle / "configs" / "task.json").read_text())
+    task["network"]["features"], task["patch_size"] = [4, 8, 16, 32], [16, 16, 16]
+    (bundle / "configs" / "task.json").write_text(json.dumps(task))
+    build_bundle(bundle)
+    (bundle / "models").mkdir()
+    net = UNet(3, 1, 3, features=[4, 8, 16, 32], norm=["instance", {"affine": True}])
+    torch.save(net.state_dict(), bundle / "models" / "model.pt")
+    code = "import sys; from unet_med.bundle.export import export_onnx; export_onnx(sys.argv[1], sys.argv[2])"
+    out = subprocess.run(
+        [sys.executable, "-W", "default", "-c", code, str(bundle), str(tmp_path / "model.onnx")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert (tmp_path / "model.onnx").is_file()
+    assert "torchvision" not in out.stderr and "FutureWarning" not in out.stderr, out.stderr[-2000:]

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from unet_med.utils.io import atomic_path
+from unet_med.utils.quiet import onnx_export_quiet
 
 __all__ = [
     "base_config",
@@ -177,7 +178,8 @@ def export_onnx(
     root = Path(bundle_dir)
     net = build_network(root, weights or root / "models" / "model.pt")
     shape = tuple(input_shape) if input_shape else onnx_input_shape(root)
-    program = torch.onnx.export(net, (torch.zeros(shape),), dynamo=True, verbose=False)
+    with onnx_export_quiet():  # torchvision-not-installed and LeafSpec notices, nothing else
+        program = torch.onnx.export(net, (torch.zeros(shape),), dynamo=True, verbose=False)
     if program is None:
         raise RuntimeError("torch.onnx.export returned no program")
     with atomic_path(out) as tmp:

@@ -24,6 +24,7 @@ from typing import Any
 
 from unet_med.bundle.recognize import require_recognized
 from unet_med.bundle.template import LOGGING_CONF
+from unet_med.utils.quiet import drop_log_records
 
 __all__ = ["WORKFLOWS", "run_bundle"]
 
@@ -78,15 +79,17 @@ def run_bundle(
     overrides = dict(overrides or {})
     recognised = require_recognized(root, trust_bundle_code=trust_bundle_code, weights=needs_weights)
     paths = [str(root / "configs" / f) for f in files]
+    quiet = drop_log_records("monai.bundle.workflows", "Logging file is set to False")  # on purpose: see above
     with tempfile.TemporaryDirectory(prefix="unet-med-run-") as private:
-        wf = ConfigWorkflow(
-            config_file=paths,
-            meta_file=str(root / "configs" / "metadata.json"),
-            logging_file=False,
-            workflow_type=kind,
-            run_id=workflow,
-            **overrides,
-        )
+        with quiet:
+            wf = ConfigWorkflow(
+                config_file=paths,
+                meta_file=str(root / "configs" / "metadata.json"),
+                logging_file=False,
+                workflow_type=kind,
+                run_id=workflow,
+                **overrides,
+            )
         if recognised.ok:  # the checked bytes, not what the files hold now
             wf.parser.read_config(_merged([recognised.config(f) for f in files]))
             wf.parser.read_meta(json.loads(recognised.files["configs/metadata.json"]))

@@ -210,7 +210,11 @@ def _run_inferring(root: Path, input_path: Path, out: Path, trust: bool) -> Path
     """The bundle's ``inferring`` workflow on ``input_path`` on the CPU (behind the gate); returns ``out``."""
     from unet_med.bundle.run import run_bundle
 
-    run_bundle(root, "inferring", {"input": str(input_path), "output_dir": str(out), "device": "cpu"}, trust)
+    logging.disable(logging.INFO)  # the engine's progress lines would break up the report
+    try:
+        run_bundle(root, "inferring", {"input": str(input_path), "output_dir": str(out), "device": "cpu"}, trust)
+    finally:
+        logging.disable(logging.NOTSET)
     return out
 
 

@@ -52,6 +52,7 @@ from monai.transforms.transform import MapTransform
 
 from unet_med.data.sitk_reader import SITKReader
 from unet_med.transforms.intensity import ZScoreForegroundd
+from unet_med.utils.quiet import monai_readers_quiet
 
 __all__ = [
     "inference_postprocessing",
@@ -68,7 +69,8 @@ def load_like_preprocessing(path: str | os.PathLike) -> tuple[np.ndarray, np.nda
     """A file read as :func:`preprocessing` reads it (MONAI's ``LoadImage`` with the SITK reader registered):
     ``(array, affine)``, in MONAI's axis order, which for PNG and JPEG pictures is (columns, rows). A label map
     scored against a prediction mapped back by ``Invertd`` must be read this way, not as a picture."""
-    loader = LoadImage(image_only=True)
+    with monai_readers_quiet():  # no GPU DICOM decoder: nothing to say
+        loader = LoadImage(image_only=True)
     loader.register(SITKReader())
     image = loader(str(path))
     return np.asarray(image), np.asarray(image.affine)
@@ -120,7 +122,8 @@ def preprocessing(
     modes = ["bilinear" if k == image_key else "nearest" for k in keys]
     transforms: list[MapTransform] = []
     if load:
-        loader = LoadImaged(keys=keys, image_only=True)
+        with monai_readers_quiet():  # no GPU DICOM decoder: nothing to say
+            loader = LoadImaged(keys=keys, image_only=True)
         loader.register(SITKReader())  # NRRD, MetaImage, TIFF and DICOM folders (MONAI's ITKReader needs `itk`)
         transforms.append(loader)
     transforms.append(EnsureChannelFirstd(keys=keys))
