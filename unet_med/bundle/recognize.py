@@ -384,8 +384,8 @@ def require_recognized(
     integrity = check_integrity(result.root, result.checked(), LOCAL_OUTPUTS, site_trusted_keys())
     result.signer = integrity.signer
     if integrity.problems:
-        listed = integrity.problems if integrity.changed else integrity.problems[1:]  # the first is the headline
-        raise BundleError(changed_after_packing(result.root, result.problems, integrity), listed + result.problems)
+        message = changed_after_packing(result.root, result.problems, integrity)
+        raise BundleError(message, integrity.problems + result.problems)
     if not result.ok and not trust_bundle_code:
         raise BundleError(not_recognised(result.root, result.problems, integrity), result.problems)
     return result

@@ -57,7 +57,14 @@ def changed_after_packing(root: Path, problems: list[str], integrity: Integrity)
     """The refusal of a bundle whose files are no longer what its ``manifest.json`` lists (or badly signed)."""
     changed = integrity.changed
     if not changed:
-        return f"{root}: refused: {integrity.problems[0]}"
+        pinned = any(p.startswith(("unsigned", SIGNATURE)) for p in integrity.problems)
+        return f"{root}: refused: " + (
+            "this site pins senders' keys and the bundle's signature does not pass (see below); check the zip "
+            "with unet-med bundle verify ZIP, or ask the sender for a signed version"
+            if pinned
+            else f"its files are not the ones {MANIFEST} lists (see below); unpack the zip again, or ask the "
+            "sender for a new version"
+        )
     what = f"{_named(changed)} changed after the bundle was packed"
     if "configs/task.json" in changed and problems:
         files = _files_in(problems)
