@@ -16,8 +16,9 @@ zip; :func:`check_integrity` checks them again each time the bundle is loaded to
 - without ``manifest.json`` (a bundle made at this site, e.g. in ``bundles/``): nothing to compare with; only
   recognition applies.
 
-Hashing is cheap next to recognition: 13-27 ms for the 20.8 MB em_membranes bundle, signature included, against
-about 290 ms for recognition itself (2-core CPU; see docs/sharing-bundles.md).
+Hashing is cheap next to recognition, which runs anyway: a median of 14-27 ms for the 20.8 MB em_membranes bundle,
+signature included, against 290 ms for recognition itself on a 2-core CPU (``benchmarks/bench_integrity.py``;
+docs/sharing-bundles.md).
 
 Example::
 
