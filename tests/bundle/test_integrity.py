@@ -132,3 +132,14 @@ def test_checking_a_packed_bundle_costs_little_next_to_loading_it(received):
     start = time.perf_counter()
     assert check_integrity(received).problems == []
     assert time.perf_counter() - start < 1.0
+
+
+def test_an_unchanged_received_bundle_runs_quietly(received, case, tmp_path, capfd):
+    """The gate passes an unpacked bundle as it was sent, and ``bundle run`` says nothing about the logging file
+    it deliberately does not apply (MONAI's "Logging file is set to False" warning)."""
+    out = tmp_path / "masks"
+    args = ["bundle", "run", str(received), "inferring", "--input", str(case), "--output_dir", str(out)]
+    assert main([*args, "--device", "cpu"]) == 0
+    assert len(list(out.rglob("*.nii.gz"))) == 1
+    printed = capfd.readouterr()
+    assert "Logging file is set to False" not in printed.out + printed.err
