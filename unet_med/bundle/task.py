@@ -6,6 +6,11 @@ reads it, and names and texts may not start with the characters MONAI's config p
 (``$`` expression, ``@`` reference, ``%`` macro) nor hold ``#`` (MONAI's id separator), so no value in a task
 can become code once the template places it into a config.
 
+An optional ``fingerprint`` keeps what the training images looked like (case count, channels, spacing and field of
+view ranges, intensity percentile ranges per channel; written by ``unet-med bundle fingerprint``). The template
+does not render it into any config; ``unet-med predict`` checks every input against it
+(:mod:`unet_med.inference.input_check`).
+
 Example (the reference bundle's task, abridged)::
 
     {
