@@ -262,7 +262,8 @@ def _consistency(task: dict[str, Any]) -> list[str]:
 
 
 def _fingerprint_consistency(task: dict[str, Any]) -> list[str]:
-    fingerprint, problems = task.get("fingerprint"), []
+    fingerprint = task.get("fingerprint")
+    problems: list[str] = []
     if not fingerprint:
         return problems
     if fingerprint["channels"] != len(task["channels"]) or len(fingerprint["intensity"]) != len(task["channels"]):
