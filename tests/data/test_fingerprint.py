@@ -84,3 +84,33 @@ def test_plan_for_isotropic_mri():
     assert plan["modality"] == "mri" and "preprocessing#ct_window" not in plan
     assert plan["network_def#pool_sizes"] == [[2, 2, 2]] * 3
     assert plan["patch_size"] == [32, 48, 32]
+
+
+def test_input_fingerprint_ranges_geometry_and_intensities_over_cases(tmp_path):
+    from unet_med.data.fingerprint import input_fingerprint
+
+    _dataset(tmp_path, np.diag([0.8, 0.8, 3.0, 1.0]), ct=True, cases=3)
+    fp = input_fingerprint(tmp_path)
+    assert fp["num_cases"] == 3 and fp["channels"] == 1
+    assert fp["spacing"] == {"min": [0.8, 0.8, 3.0], "max": [0.8, 0.8, 3.0]}
+    assert fp["extent"] == {"min": [32.0, 28.8, 36.0], "max": [32.0, 28.8, 36.0]}
+    (stats,) = fp["intensity"]
+    assert stats["p50"] == [-1000.0, -1000.0]  # the whole image, not only the labelled voxels
+    assert stats["p99_5"][0] == 40.0 and stats["p99_5"][1] == 42.0  # one tumour value per case: 40, 41, 42
+    assert stats["median_position"] == [0.0, 0.0]
+
+
+def test_image_summary_of_pictures_has_no_geometry_and_is_scale_free():
+    from unet_med.data.fingerprint import image_summary
+
+    rng = np.random.default_rng(0)
+    picture = rng.random((64, 48))
+    summary = image_summary([picture, picture * 1000.0], np.eye(4), spatial_dims=2)
+    assert "spacing" not in summary and "extent" not in summary and summary["channels"] == 2
+    a, b = summary["intensity"]
+    assert a["median_position"] == pytest.approx(b["median_position"]) and b["p50"] == pytest.approx(a["p50"] * 1000)
+    big = rng.random((300, 300, 40)).astype(np.float32)  # 3.6 M voxels: percentiles from a regular subsample
+    affine = np.diag([0.5, 0.5, 2.0, 1.0])
+    summary = image_summary([big], affine, spatial_dims=3)
+    assert summary["spacing"] == [0.5, 0.5, 2.0] and summary["extent"] == [150.0, 150.0, 80.0]
+    assert summary["intensity"][0]["p50"] == pytest.approx(0.5, abs=0.01)

@@ -26,7 +26,7 @@ def itk_image(shape_zyx=(6, 7, 8), spacing=(0.7, 0.8, 2.5), origin=(-10.0, 20.0,
     return image, array
 
 
-def write_dicom_series(image: sitk.Image, folder: Path) -> None:
+def write_dicom_series(image: sitk.Image, folder: Path, series_uid: str = "1.2.826.0.1.3680043.2.1125.1.12345") -> None:
     """One DICOM file per slice with the geometry tags a series reader needs (SimpleITK's own recipe)."""
     folder.mkdir(parents=True)
     writer = sitk.ImageFileWriter()
@@ -37,7 +37,7 @@ def write_dicom_series(image: sitk.Image, folder: Path) -> None:
         s = image[:, :, k]
         for tag, value in (
             ("0008|0060", "CT"),
-            ("0020|000e", "1.2.826.0.1.3680043.2.1125.1.12345"),
+            ("0020|000e", series_uid),
             ("0020|000d", "1.2.826.0.1.3680043.2.1125.1.54321"),
             ("0020|0037", orientation),
             ("0020|0032", "\\".join(map(str, image.TransformIndexToPhysicalPoint((0, 0, k))))),

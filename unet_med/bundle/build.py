@@ -4,6 +4,8 @@
 - :func:`build_bundle`: rewrites ``configs/`` from ``configs/task.json`` (``unet-med bundle build``).
 - :func:`check_bundle`: what differs between ``configs/`` and what the template makes (``build --check``; the
   test suite keeps every shipped bundle at zero differences).
+- :func:`record_fingerprint`: measures the training images and keeps their fingerprint in ``configs/task.json``
+  (``unet-med bundle fingerprint``), for ``unet-med predict``'s input check.
 
 Example::
 
@@ -23,7 +25,7 @@ from unet_med.bundle.task import TASK_FILE, load_task, validate_task
 from unet_med.bundle.template import config_text, render
 from unet_med.utils.io import atomic_path
 
-__all__ = ["build_bundle", "check_bundle", "new_bundle", "task_from_plan"]
+__all__ = ["build_bundle", "check_bundle", "new_bundle", "record_fingerprint", "task_from_plan"]
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -46,6 +48,29 @@ def build_bundle(bundle_dir: str | os.PathLike) -> list[Path]:
             _write_text(path, text)
             changed.append(path)
     return changed
+
+
+def record_fingerprint(bundle_dir: str | os.PathLike, dataset_dir: str | os.PathLike) -> dict[str, Any]:
+    """Sets ``fingerprint`` of ``configs/task.json`` to the training images of ``dataset_dir``; nothing else changes.
+
+    The fingerprint is data for the input check of ``unet-med predict`` and is not rendered into any config, so
+    the bundle's configs (and its recognition) stay as they are.
+
+    Returns:
+        The fingerprint written (:func:`unet_med.data.fingerprint.input_fingerprint`).
+
+    Raises:
+        unet_med.bundle.task.TaskError: the task is invalid, or the dataset's channels are not the task's.
+        unet_med.data.datalist.DatasetError: the dataset folder has no recognised layout.
+    """
+    from unet_med.data.fingerprint import input_fingerprint
+
+    path = Path(bundle_dir) / TASK_FILE
+    task = load_task(path)
+    task["fingerprint"] = input_fingerprint(dataset_dir, spatial_dims=task["spatial_dims"])
+    validate_task(task, source=f"{path} with the fingerprint of {dataset_dir}")
+    _write_text(path, json.dumps(task, indent=4, ensure_ascii=False) + "\n")
+    return task["fingerprint"]
 
 
 def check_bundle(bundle_dir: str | os.PathLike) -> list[str]:

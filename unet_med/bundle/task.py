@@ -6,6 +6,11 @@ reads it, and names and texts may not start with the characters MONAI's config p
 (``$`` expression, ``@`` reference, ``%`` macro) nor hold ``#`` (MONAI's id separator), so no value in a task
 can become code once the template places it into a config.
 
+An optional ``fingerprint`` keeps what the training images looked like (case count, channels, spacing and field of
+view ranges, intensity percentile ranges per channel; written by ``unet-med bundle fingerprint``). The template
+does not render it into any config; ``unet-med predict`` checks every input against it
+(:mod:`unet_med.inference.input_check`).
+
 Example (the reference bundle's task, abridged)::
 
     {
@@ -45,10 +50,28 @@ _POS_NUM = {"type": "number", "exclusiveMinimum": 0}
 _SIZES = {"type": "array", "items": _POS_INT, "minItems": 2, "maxItems": 3}
 _SPACING = {"type": "array", "items": _POS_NUM, "minItems": 2, "maxItems": 3}
 _VERSION = {"type": "string", "pattern": r"^[0-9]+\.[0-9]+\.[0-9]+$"}
+_RANGE = {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2}
 
 
 def _obj(properties: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any]:
     return {"type": "object", "properties": properties, "required": list(required), "additionalProperties": False}
+
+
+def _fingerprint_schema() -> dict[str, Any]:
+    """The training images' fingerprint (:func:`unet_med.data.fingerprint.input_fingerprint`): data only."""
+    axes = _obj({"min": _SPACING, "max": _SPACING}, ("min", "max"))
+    stats = ("p00_5", "p50", "p99_5", "median_position")
+    channel = _obj(dict.fromkeys(stats, _RANGE), stats)
+    return _obj(
+        {
+            "num_cases": _POS_INT,
+            "channels": {"type": "integer", "minimum": 1, "maximum": 16},
+            "spacing": axes,
+            "extent": axes,
+            "intensity": {"type": "array", "items": channel, "minItems": 1, "maxItems": 16},
+        },
+        ("num_cases", "channels", "intensity"),
+    )
 
 
 #: The JSON Schema of a task description. Every object is closed (``additionalProperties: false``).
@@ -152,6 +175,7 @@ TASK_SCHEMA: dict[str, Any] = {
                     "num_figures": {"type": "integer", "minimum": 0, "maximum": 64},
                 }
             ),
+            "fingerprint": _fingerprint_schema(),
             "card": _obj(
                 {
                     "name": _TEXT,
@@ -231,8 +255,28 @@ def _consistency(task: dict[str, Any]) -> list[str]:
             problems.append(f"training.border_weights.border_class: {name!r} is not one of the classes")
         if task["network"].get("deep_supervision"):
             problems.append("training.loss 'border_weighted_ce' does not combine with network.deep_supervision")
+    problems += _fingerprint_consistency(task)
     if task["modality"] == "microscopy" and training.get("demo"):
         problems.append("training.demo: the synthetic demo set is 3D MRI-like; microscopy tasks train on real data")
+    return problems
+
+
+def _fingerprint_consistency(task: dict[str, Any]) -> list[str]:
+    fingerprint = task.get("fingerprint")
+    problems: list[str] = []
+    if not fingerprint:
+        return problems
+    if fingerprint["channels"] != len(task["channels"]) or len(fingerprint["intensity"]) != len(task["channels"]):
+        problems.append(f"fingerprint: one intensity entry per channel ({len(task['channels'])})")
+    for key in ("spacing", "extent"):
+        axes = fingerprint.get(key)
+        if axes and (len(axes["min"]) != 3 or len(axes["max"]) != 3 or task["spatial_dims"] != 3):
+            problems.append(f"fingerprint.{key}: volumes only, 3 entries in min and max")
+        elif axes and any(lo > hi for lo, hi in zip(axes["min"], axes["max"], strict=True)):
+            problems.append(f"fingerprint.{key}: min above max")
+    for c, stats in enumerate(fingerprint["intensity"]):
+        if any(lo > hi for lo, hi in stats.values()):
+            problems.append(f"fingerprint.intensity[{c}]: a range whose first value is above its second")
     return problems
 
 

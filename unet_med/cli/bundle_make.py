@@ -4,6 +4,9 @@
   a model-card and a licence stub to fill in).
 - ``unet-med bundle build DIR [--check]``: rewrite ``configs/`` from ``configs/task.json``; with ``--check``, only
   report what differs (exit status 1).
+- ``unet-med bundle fingerprint DIR --dataset_dir D``: keep the training images' fingerprint in
+  ``configs/task.json`` (spacing, field of view, intensity percentiles), which ``unet-med predict`` checks every
+  input against.
 - ``unet-med bundle run DIR inferring|evaluating|training [--trust-bundle-code] [--ID VALUE ...]``: recognise the
   bundle, then run its MONAI workflow from the checked bytes; ``--ID VALUE`` pairs override config ids as on
   MONAI's command line (``--input scans/ --output_dir masks/``).
@@ -82,6 +85,23 @@ def _build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fingerprint(args: argparse.Namespace) -> int:
+    from unet_med.bundle.build import record_fingerprint
+    from unet_med.bundle.task import TaskError
+    from unet_med.data.datalist import DatasetError
+
+    try:
+        fingerprint = record_fingerprint(args.bundle, args.dataset_dir)
+    except (TaskError, DatasetError, OSError, ValueError) as e:
+        print(e, file=sys.stderr)
+        return 1
+    print(
+        f"{args.bundle}/configs/task.json: fingerprint of {fingerprint['num_cases']} case(s) recorded; "
+        "'unet-med predict' now checks every input against it"
+    )
+    return 0
+
+
 def _run(args: argparse.Namespace, extra: list[str]) -> int:
     from unet_med.bundle.manifest import BundleError
     from unet_med.bundle.run import run_bundle
@@ -130,7 +150,7 @@ def _half(args: argparse.Namespace) -> int:
 
 
 def register_make(commands: argparse._SubParsersAction) -> None:
-    """Adds ``new``, ``build``, ``run``, ``export`` and ``half`` to ``unet-med bundle``."""
+    """Adds ``new``, ``build``, ``fingerprint``, ``run``, ``export`` and ``half`` to ``unet-med bundle``."""
     new = commands.add_parser("new", help="a new bundle folder from a task description")
     new.add_argument("bundle", help="folder to create")
     new.add_argument("--task", required=True, help="task description JSON (see 'unet-med plan')")
@@ -140,6 +160,13 @@ def register_make(commands: argparse._SubParsersAction) -> None:
     build.add_argument("bundle", help="bundle folder")
     build.add_argument("--check", action="store_true", help="only report configs that differ (exit status 1)")
     build.set_defaults(func=_build)
+
+    fingerprint = commands.add_parser(
+        "fingerprint", help="keep the training images' fingerprint in configs/task.json (predict's input check)"
+    )
+    fingerprint.add_argument("bundle", help="bundle folder")
+    fingerprint.add_argument("--dataset_dir", required=True, help="the training dataset (MSD or paired folders)")
+    fingerprint.set_defaults(func=_fingerprint)
 
     run = commands.add_parser(
         "run",

@@ -2,12 +2,22 @@
 
 ::
 
-    unet-med predict --bundle bundles/unet --input scans/ --output masks/ [--mirror] [--overlap 0.5]
+    unet-med predict --bundle bundles/unet --input scans/ --output masks/ [--overwrite] [--mirror] [--overlap 0.5]
         [--device cpu|cuda] [--precision auto|fp32|bf16|fp16] [--sw-batch-size 4] [--save-probabilities]
 
 ``--input`` is a NIfTI/NRRD/MetaImage file, a PNG/TIFF (2D bundles), a DICOM series folder, or a folder of any
-of these. Each case is written as ``<case>_seg`` in the input's format (DICOM: NIfTI). A bad case is reported and
-skipped; the exit status is 1 when any case failed, 2 when the bundle or the input path cannot be used.
+of these; a patient or study folder is searched down to its DICOM series, and the folders passed over are listed
+with the reason (RTSTRUCT or SR only, no series). Each case is written as ``<case>_seg`` in the input's format,
+``<case>`` being the file's name, or for a DICOM series its SeriesInstanceUID (NIfTI). An existing output is
+not overwritten without ``--overwrite``: the run stops before any work. ``OUT/qc.json`` records every case.
+
+When the bundle's task keeps its training data's fingerprint, every input is checked against it (spacing, field
+of view, intensities; :mod:`unet_med.inference.input_check`); an input unlike the training data is predicted, and
+warned about on its line and in ``qc.json``.
+
+Exit status: 0 every case predicted, no warning; 3 every case predicted, some with warnings (input unlike the
+training data: look at those masks); 1 some case failed (the others are written); 2 the bundle, the input or the
+output folder cannot be used (nothing predicted).
 
 The bundle is recognised first (:mod:`unet_med.bundle.recognize`): a bundle whose configs are not what the
 installed template makes is refused before anything of it runs, unless ``--trust-bundle-code`` is given.
@@ -22,7 +32,12 @@ import sys
 import time
 from typing import Any
 
-__all__ = ["register"]
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_UNUSABLE", "EXIT_WARNINGS", "register"]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_UNUSABLE = 2
+EXIT_WARNINGS = 3
 
 
 def _fmt_seconds(s: float) -> str:
@@ -34,17 +49,19 @@ def _predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from unet_med.inference.bundle_model import BundleError, load_bundle
-    from unet_med.inference.cases import find_cases
+    from unet_med.inference.cases import discover_cases
     from unet_med.inference.predictor import Predictor
+    from unet_med.inference.qc import case_record, write_qc
     from unet_med.inference.runtime import default_num_threads, glibc_malloc_kept
 
     torch.set_num_threads(args.threads or default_num_threads())
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         print(f"unet-med predict: --device {device} asked for, but torch sees no CUDA GPU", file=sys.stderr)
-        return 2
+        return EXIT_UNUSABLE
     try:
-        cases = find_cases(args.input)
+        found = discover_cases(args.input)
+        cases, outputs = found.cases, _outputs(found.cases, args)
         model = load_bundle(
             args.bundle, device="cpu", model_file=args.model_file, trust_bundle_code=args.trust_bundle_code
         )
@@ -63,9 +80,10 @@ def _predict(args: argparse.Namespace) -> int:
         )
     except (BundleError, FileNotFoundError, ValueError) as e:
         print(f"unet-med predict: {e}", file=sys.stderr)
-        return 2
+        return EXIT_UNUSABLE
 
     if not args.quiet:
+        _report_found(found)
         print(
             f"{model.name}: {len(cases)} case(s), {predictor.device} {str(predictor.dtype).replace('torch.', '')}, "
             f"window {'x'.join(map(str, predictor.roi_size))}, overlap {args.overlap}"
@@ -77,36 +95,79 @@ def _predict(args: argparse.Namespace) -> int:
     # one block for all cases: each reuses the buffers of the last (see glibc_malloc_kept)
     kept = glibc_malloc_kept(release=False) if predictor.tune_malloc else contextlib.nullcontext()
     with kept:
-        results = [_run_case(predictor, case, args, bar) for case in bar]
+        results = [_run_case(predictor, case, args, bar, found.relative(case)) for case in bar]
     bar.close()
+    write_qc([case_record(r, outputs[r.input][0]) for r in results], args.output, model.name)
 
     failed = [r for r in results if not r.ok]
+    warned = [r for r in results if r.ok and r.warnings]
     infer = sum(r.seconds.get("infer", 0.0) for r in results)
     elapsed = _fmt_seconds(time.perf_counter() - start)
     print(
         f"predicted {len(results) - len(failed)} of {len(results)} case(s) in {elapsed}"
-        f" (inference {_fmt_seconds(infer)}); outputs in {args.output}"
+        f" (inference {_fmt_seconds(infer)}); outputs and qc.json in {args.output}"
     )
+    if warned:
+        print(
+            f"{len(warned)} case(s) unlike the training data (see their lines and qc.json): check those masks",
+            file=sys.stderr,
+        )
     if failed:
         print(f"{len(failed)} case(s) failed:", file=sys.stderr)
         for r in failed:
             print(f"  - {r.error}", file=sys.stderr)
-        return 1
-    return 0
+        return EXIT_FAILED
+    return EXIT_WARNINGS if warned else EXIT_OK
 
 
-def _run_case(predictor: Any, case: Any, args: argparse.Namespace, bar: Any) -> Any:
-    """Predicts one case and reports it on the progress bar's stream."""
+def _outputs(cases: list[Any], args: argparse.Namespace) -> dict[Any, list[Any]]:
+    """Each case's output files; refuses names that collide, and existing files unless ``--overwrite``.
+
+    Raises:
+        ValueError: two cases would write the same file, or a file exists (one line, before any work).
+    """
+    from unet_med.inference.output import output_path
+
+    outputs = {c: [output_path(c, args.output)] for c in cases}
+    if args.save_probabilities:
+        for c in cases:
+            outputs[c].append(output_path(c, args.output, postfix="prob", probabilities=True))
+    seen: dict[Any, Any] = {}
+    for case, paths in outputs.items():
+        for path in paths:
+            if path in seen:
+                raise ValueError(f"{seen[path].name} and {case.name} would both be written to {path}")
+            seen[path] = case
+    existing = [p for p in seen if p.exists()]
+    if existing and not args.overwrite:
+        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        raise ValueError(f"{existing[0]} exists{more}; give --overwrite to replace, or another --output")
+    return outputs
+
+
+def _report_found(found: Any) -> None:
+    """Which DICOM series were found under the input, and which folders were passed over and why."""
+    for folder, description in found.series.items():
+        print(f"series  {found.relative(folder)}  ({description})", file=sys.stderr)
+    for folder, why in found.skipped:
+        print(f"skipped {found.relative(folder)}: {why}", file=sys.stderr)
+
+
+def _run_case(predictor: Any, case: Any, args: argparse.Namespace, bar: Any, name: str) -> Any:
+    """Predicts one case and reports it on the progress bar's stream (input size; the grid it ran on)."""
     from tqdm import tqdm
 
-    bar.set_postfix_str(case.name)
+    bar.set_postfix_str(name)
     result = predictor.predict_case(case, args.output)
-    if result.ok and not args.quiet:
+    if result.ok and (result.warnings or not args.quiet):
         s = result.seconds
+        grid = f" (ran on {'x'.join(map(str, result.grid))})" if result.grid and result.grid != result.shape else ""
         tqdm.write(
-            f"ok    {case.name}  {'x'.join(map(str, result.shape))}  -> {result.outputs[0]}  "
-            f"(load {s['load']:.1f} s, infer {s['infer']:.1f} s, write {s['write']:.1f} s)"
+            f"{'warn' if result.warnings else 'ok':<5} {name}  {'x'.join(map(str, result.shape))}{grid}  "
+            f"-> {result.outputs[0]}  (load {s['load']:.1f} s, infer {s['infer']:.1f} s, write {s['write']:.1f} s)"
         )
+        for warning in result.warnings:
+            tqdm.write(f"      input unlike the training data: {warning}")
     elif not result.ok:
         tqdm.write(f"FAIL  {result.error}", file=sys.stderr)
     return result
@@ -129,11 +190,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "predict",
         help="segment scans with a bundle (masks in the input's own geometry)",
-        description="Sliding-window prediction with a bundle's network; one mask per case, named <case>_seg.",
+        description="Sliding-window prediction with a bundle's network; one mask per case, named <case>_seg. "
+        "Exit status: 0 ok; 3 done with warnings (inputs unlike the training data); 1 some case failed; "
+        "2 bundle, input or output folder unusable.",
     )
     p.add_argument("--bundle", required=True, help="bundle folder (configs/, models/model.pt)")
     p.add_argument("--input", required=True, help="image file, DICOM series folder, or a folder of them")
     p.add_argument("--output", required=True, help="output folder")
+    p.add_argument("--overwrite", action="store_true", help="replace outputs that exist (default: refuse)")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available, else cpu)")
     p.add_argument(
         "--precision",

@@ -2,6 +2,11 @@
 
 Geometry is reported in RAS axis order, the order the bundles' preprocessing (``Orientationd("RAS")``) gives the
 network, so a proposed ``pixdim`` or patch size applies to the right axes whatever the files' own orientation.
+
+Two uses: :func:`fingerprint_dataset` measures a dataset to plan a task (labels included);
+:func:`input_fingerprint` summarises the training images a bundle has seen (the task's ``fingerprint``, no labels),
+built from :func:`image_summary`, the one measurement that ``unet-med predict`` also takes of every input to check
+it against the training data (:mod:`unet_med.inference.input_check`).
 """
 
 from __future__ import annotations
@@ -16,7 +21,10 @@ import numpy as np
 from unet_med.data.datalist import channel_names_from_dataset_json, labels_from_dataset_json, load_datalist
 from unet_med.data.readers import read_array
 
-__all__ = ["fingerprint_dataset"]
+__all__ = ["fingerprint_dataset", "image_summary", "input_fingerprint"]
+
+#: Largest number of voxels per channel the intensity percentiles of :func:`image_summary` are taken from.
+SUMMARY_VOXELS = 1 << 20
 
 
 def _ras(values: Sequence[float], affine: np.ndarray) -> list[float]:
@@ -105,3 +113,84 @@ def fingerprint_dataset(dataset_dir: str | os.PathLike, samples_per_case: int = 
         "class_names": [labels[k] for k in sorted(labels)] if labels else [str(k) for k in sorted(class_counts)],
         "class_fraction": {str(k): class_counts[k] / total for k in sorted(class_counts)},
     }
+
+
+def _subsample(channel: np.ndarray, limit: int = SUMMARY_VOXELS) -> np.ndarray:
+    """At most about ``limit`` voxels of ``channel`` on a regular grid (a strided view, then one small copy)."""
+    step = max(1, int(np.ceil((channel.size / limit) ** (1.0 / max(channel.ndim, 1)))))
+    return np.asarray(channel[(slice(None, None, step),) * channel.ndim], dtype=np.float64).ravel()
+
+
+def image_summary(channels: Sequence[np.ndarray], affine: np.ndarray, spatial_dims: int) -> dict[str, Any]:
+    """What the input check compares: geometry (3D only) and intensity percentiles per channel.
+
+    Args:
+        channels: one spatial array per channel, ``(X, Y[, Z])``.
+        affine: the voxel-to-RAS affine, ``(d+1, d+1)`` or ``(4, 4)``.
+        spatial_dims: 2 or 3. Pictures (2D) carry no physical size, so they get no ``spacing``/``extent``.
+
+    Returns:
+        ``channels``; for volumes ``spacing`` and ``extent`` (mm per RAS axis, ``extent = size * spacing``);
+        ``intensity``: per channel ``p00_5``, ``p50``, ``p99_5`` (percentiles over at most
+        :data:`SUMMARY_VOXELS` voxels on a regular grid) and ``median_position``, where the median sits between the
+        0.5th and 99.5th percentiles (0 to 1, scale-free: the same for an MRI in any units).
+
+    Example::
+
+        image_summary([ct], affine, 3)  # {"channels": 1, "spacing": [0.98, 0.98, 3.27], "extent": [...], ...}
+    """
+    out: dict[str, Any] = {"channels": len(channels)}
+    if spatial_dims == 3:
+        affine = np.asarray(affine, dtype=np.float64)
+        zooms = np.linalg.norm(affine[:3, :3], axis=0)
+        shape = channels[0].shape[:3]
+        out["spacing"] = [round(v, 4) for v in _ras(list(zooms), affine)]
+        out["extent"] = [round(v, 2) for v in _ras([n * z for n, z in zip(shape, zooms)], affine)]
+    intensity = []
+    for channel in channels:
+        lo, mid, hi = (float(v) for v in np.percentile(_subsample(channel), [0.5, 50.0, 99.5]))
+        position = (mid - lo) / (hi - lo) if hi > lo else 0.5
+        intensity.append({"p00_5": lo, "p50": mid, "p99_5": hi, "median_position": round(position, 4)})
+    out["intensity"] = intensity
+    return out
+
+
+def input_fingerprint(dataset_dir: str | os.PathLike, spatial_dims: int = 3) -> dict[str, Any]:
+    """The training images' fingerprint a task keeps (``configs/task.json`` ``fingerprint``), labels not read.
+
+    Every value of :func:`image_summary` as its range over the cases: ``spacing``/``extent`` as ``{"min": [...],
+    "max": [...]}`` per axis (volumes only), and per channel each intensity statistic as ``[lowest, highest]``.
+
+    Args:
+        dataset_dir: the dataset folder (MSD or paired folders, see :func:`unet_med.data.load_datalist`).
+        spatial_dims: the task's, 2 or 3.
+
+    Raises:
+        ValueError: cases with different channel counts.
+    """
+    summaries = []
+    for item in load_datalist(dataset_dir):
+        channels = _channels(item["image"])
+        summaries.append(image_summary([c for c, _ in channels], channels[0][1], spatial_dims))
+    counts = {s["channels"] for s in summaries}
+    if len(counts) != 1:
+        raise ValueError(f"{dataset_dir}: cases with different channel counts {sorted(counts)}")
+    out: dict[str, Any] = {"num_cases": len(summaries), "channels": counts.pop()}
+    for key, digits in (("spacing", 4), ("extent", 1)):
+        if spatial_dims == 3:
+            values = np.array([s[key] for s in summaries])
+            out[key] = {"min": values.min(0).round(digits).tolist(), "max": values.max(0).round(digits).tolist()}
+    out["intensity"] = [
+        {
+            stat: _range([s["intensity"][c][stat] for s in summaries], 4 if stat == "median_position" else 2)
+            for stat in ("p00_5", "p50", "p99_5", "median_position")
+        }
+        for c in range(out["channels"])
+    ]
+    return out
+
+
+def _range(values: list[float], digits: int) -> list[float]:
+    """``[min, max]`` rounded outwards to ``digits`` decimals, so rounding never narrows the range."""
+    scale = 10.0**digits
+    return [float(np.floor(min(values) * scale) / scale), float(np.ceil(max(values) * scale) / scale)]

@@ -45,13 +45,18 @@ def read_dicom_series(folder: str | os.PathLike) -> Any:
     """
     import SimpleITK as sitk
 
-    series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
-    if not series:
-        raise ValueError(f"{folder}: no DICOM series found in this folder")
-    files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series[0])
-    reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(files)
-    return reader.Execute()
+    previous = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)  # GDCM prints its warnings to stderr: keep them off
+    try:
+        series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
+        if not series:
+            raise ValueError(f"{folder}: no DICOM series found in this folder")
+        files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series[0])
+        reader = sitk.ImageSeriesReader()
+        reader.SetFileNames(files)
+        return reader.Execute()
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(previous)
 
 
 def _affine_ras(image: Any) -> np.ndarray:

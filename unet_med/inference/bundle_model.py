@@ -15,10 +15,13 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import logging
 import os
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +61,8 @@ class BundleModel:
         instances: keyword arguments of :func:`unet_med.transforms.classes_to_instances` when the bundle predicts
             background / interior / boundary and its output is an instance map (the bundle's
             ``instance_postprocessing``), else ``None``.
+        task: the bundle's validated task description (``configs/task.json``), ``None`` for a bundle without one;
+            its ``fingerprint`` drives the input check (:mod:`unet_med.inference.input_check`).
     """
 
     root: Path
@@ -71,6 +76,7 @@ class BundleModel:
     name: str
     keep_largest: tuple[int, ...] = ()
     instances: dict[str, Any] | None = None
+    task: dict[str, Any] | None = None
 
 
 def _config_file(configs: Path) -> Path:
@@ -155,7 +161,8 @@ def load_bundle(
 
     if "preprocessing" not in parser:
         raise BundleError(f"{root}: inference.json defines no preprocessing")
-    preprocessing = parser.get_parsed_content("preprocessing")
+    with _without_nvimgcodec_notice():
+        preprocessing = parser.get_parsed_content("preprocessing")
 
     if "network_def" not in parser:
         raise BundleError(f"{root}: configs define no network_def")
@@ -188,7 +195,23 @@ def load_bundle(
         name=str(meta.get("name", root.name)),
         keep_largest=tuple(int(v) for v in labels.get("keep_largest", ())),
         instances=_instances(labels, root, num_classes),
+        task=recognised.task,
     )
+
+
+@contextlib.contextmanager
+def _without_nvimgcodec_notice() -> Iterator[None]:
+    """MONAI's ``LoadImage`` builds its GPU DICOM reader whenever pydicom is installed, which logs and warns (two
+    console lines on every run) that nvImageCodec is missing; the readers used here do not need it."""
+    plugin_logger = logging.getLogger("monai.data.nvimgcodec_pydicom_plugin")
+    level = plugin_logger.level
+    plugin_logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="NvImgCodecPydicomReader", category=UserWarning)
+            yield
+    finally:
+        plugin_logger.setLevel(level)
 
 
 def _labels_step(parser: ConfigParser) -> dict[str, Any]:

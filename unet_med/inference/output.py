@@ -5,7 +5,8 @@ that MONAI's ``Invertd`` restored. The format follows the input:
 
 - NIfTI in, NIfTI out (same affine, so shape, spacing, direction and origin match).
 - NRRD / MetaImage in, the same format out, with ITK's spacing, direction and origin (LPS) from the affine.
-- A DICOM series folder (or a single ``.dcm``) in: NIfTI out, in the series' geometry.
+- A DICOM series folder (or a single ``.dcm``) in: NIfTI out, in the series' geometry, named by the series'
+  SeriesInstanceUID (:func:`case_name`).
 - PNG / JPEG / BMP in: PNG out; TIFF in: TIFF out (same number of rows and columns).
 
 Probabilities (float32, one channel per class) go to NIfTI / NRRD / MetaImage as a vector image, and for 2D
@@ -21,6 +22,7 @@ import numpy as np
 
 from unet_med.data.readers import image_suffix
 from unet_med.data.sitk_reader import itk_geometry_from_affine
+from unet_med.inference.cases import dicom_series_ids
 from unet_med.utils.io import atomic_path
 
 __all__ = ["case_name", "output_path", "write_image"]
@@ -30,13 +32,25 @@ _2D = {".png": ".png", ".jpg": ".png", ".jpeg": ".png", ".bmp": ".png", ".tif": 
 
 
 def case_name(path: str | os.PathLike) -> str:
-    """The case's name: the file name without its image suffix, or the folder's name for a DICOM series."""
+    """The case's name: the file name without its image suffix; for a DICOM series folder its SeriesInstanceUID.
+
+    A series is named by its UID, not by its folder: folders are often named after the patient, or the same for
+    every patient (``CT/image``), while the UID is unique and identifies no one.
+    """
     path = Path(path)
+    if path.is_dir():
+        ids = dicom_series_ids(path)
+        return _safe(ids[0]) if ids else path.name
     suffix = image_suffix(path) if path.is_file() or not path.exists() else None
     name = path.name
     if suffix is None and name.lower().endswith(".dcm"):
         suffix = ".dcm"
     return name[: -len(suffix)] if suffix else name
+
+
+def _safe(name: str) -> str:
+    """Only letters, digits, ``.``, ``-`` and ``_`` in a file name made from a header value."""
+    return "".join(c if c.isalnum() or c in ".-_" else "_" for c in name.strip())[:128] or "series"
 
 
 def output_path(
@@ -48,7 +62,7 @@ def output_path(
 
         output_path("scans/ct_001.nii.gz", "out")  # out/ct_001_seg.nii.gz
         output_path("scans/lung1.nrrd", "out")  # out/lung1_seg.nrrd
-        output_path("dicom/series_7", "out")  # out/series_7_seg.nii.gz
+        output_path("dicom/CT/image", "out")  # out/<SeriesInstanceUID>_seg.nii.gz
         output_path("cells/a.png", "out", probabilities=True, postfix="prob")  # out/a_prob.tif
     """
     suffix = image_suffix(input_path) if Path(input_path).is_file() else None

@@ -44,9 +44,11 @@ import torch
 from monai.data import MetaTensor
 from monai.transforms import Compose, LoadImaged, Spacingd, apply_transform
 
+from unet_med.data.fingerprint import image_summary
 from unet_med.data.sitk_reader import SITKReader
 from unet_med.inference.bundle_model import BundleModel
 from unet_med.inference.inferer import ScanInferer
+from unet_med.inference.input_check import InputCheck, check_input, loaded_channels
 from unet_med.inference.output import output_path, write_image
 from unet_med.inference.postprocess import (
     INVERT_VOXEL_LIMIT,
@@ -74,7 +76,9 @@ class CaseResult:
         input: the input path.
         outputs: the files written (mask first, then probabilities if asked).
         seconds: wall time per stage (``load``, ``infer``, ``write``) and ``total``.
-        shape: the input's spatial shape.
+        shape: the input's spatial shape (as stored, before any resampling).
+        grid: the spatial shape the network ran on (after the bundle's resampling); ``()`` for a stack.
+        input_check: the input compared with the training fingerprint (``None`` when the bundle keeps none).
         error: the reason the case failed, or ``None``.
     """
 
@@ -82,11 +86,18 @@ class CaseResult:
     outputs: list[Path] = dataclasses.field(default_factory=list)
     seconds: dict[str, float] = dataclasses.field(default_factory=dict)
     shape: tuple[int, ...] = ()
+    grid: tuple[int, ...] = ()
+    input_check: InputCheck | None = None
     error: str | None = None
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @property
+    def warnings(self) -> list[str]:
+        """Where the input is unlike the training data (empty when it is alike, or when unchecked)."""
+        return self.input_check.warnings if self.input_check is not None else []
 
 
 def _softmax_inplace(scores: torch.Tensor, slab: int = 16) -> torch.Tensor:
@@ -203,16 +214,18 @@ class Predictor:
         try:
             with glibc_malloc_mapped():  # in a whole-run block: the reading buffers go back as they are freed
                 data = self._load(path)
+            result.input_check = data.get("input_check")
             if data.get("stack"):
                 result.shape = tuple(int(s) for s in data["image"].shape)
                 result.outputs, result.seconds = self._predict_stack(path, data["image"], Path(output_dir))
                 result.seconds["total"] = time.perf_counter() - t0
                 return result
-            result.shape = tuple(int(s) for s in data["image"].shape[1:])
+            result.grid = tuple(int(s) for s in data["image"].shape[1:])
+            result.shape = _original_shape(data["image"])
             # Inside a whole-run block (unet-med predict) freed buffers outlive each case. A large case gets
             # glibc's defaults for the rest of its run (the window buffers are handed back after the sliding
             # window), so that its peak memory stays that of one phase.
-            large = max(math.prod(result.shape), math.prod(_original_shape(data["image"]))) > self.invert_voxel_limit
+            large = max(math.prod(result.shape), math.prod(result.grid)) > self.invert_voxel_limit
             with glibc_malloc_default() if self.tune_malloc and large else contextlib.nullcontext():
                 t1 = time.perf_counter()
                 scores = self.infer(data["image"])
@@ -235,14 +248,26 @@ class Predictor:
         except Exception as e:  # every reader raises its own types for corrupt and truncated files
             detail = " ".join(f"{type(e).__name__}: {e}".split())[:300]
             raise InputError(f"{path}: unreadable or truncated file ({detail})") from e
-        if self._check(path, data["image"]):
-            return {"image": data["image"], "stack": True}
+        stack = self._check(path, data["image"])
+        input_check = self._compare(data["image"], stack)
+        if stack:
+            return {"image": data["image"], "stack": True, "input_check": input_check}
         # The transforms one by one rather than Compose.__call__(data), which would keep the full-size loaded
         # image alive (its argument) until the last transform is done: on a large CT that is the peak memory.
         pre = self.model.preprocessing
         for transform in pre.transforms[self.rest_start :]:
             data = apply_transform(transform, data, pre.map_items, pre.unpack_items, pre.log_stats)
-        return data
+        return {**data, "input_check": input_check}
+
+    def _compare(self, image: torch.Tensor, stack: bool) -> InputCheck | None:
+        """The freshly loaded image against the task's training fingerprint (:mod:`.input_check`), if it keeps one."""
+        task = self.model.task or {}
+        if "fingerprint" not in task:
+            return None
+        dims = 2 if stack else self.model.spatial_dims  # a stack of sections: its intensities, not its geometry
+        affine = np.asarray(getattr(image, "affine", np.eye(4)), dtype=np.float64)
+        summary = image_summary(loaded_channels(image), affine, dims)
+        return check_input(summary, task["fingerprint"], task["modality"], task["channels"])
 
     def _check(self, path: Path, image: torch.Tensor) -> bool:
         """Checks dimensions, channels and values of a freshly loaded image (channels not yet first).
