@@ -6,7 +6,7 @@ import json
 
 import torch
 
-from unet_med.bundle.cv_report import choose_keep_largest, cv_report, keep_largest, score_labels
+from unet_med.bundle.cv_report import choose_keep_largest, class_volumes_ml, cv_report, keep_largest, score_labels
 from unet_med.bundle.task import load_task
 
 NAMES = ["background", "organ", "lesion"]
@@ -53,6 +53,9 @@ def test_cv_report_scores_every_case_out_of_fold_and_writes_the_choice(cv_traine
             assert {"mean", "std", "n"} <= set(summary["classes"]["organ"][metric])
     card = (cv_trained / "docs" / "cv_report.md").read_text()
     assert "| organ |" in card and "Keep-largest-component" in card
+    for case in report["cases"]:  # over- or under-segmentation shows as predicted vs true volume
+        assert case["classes"]["organ"]["truth_ml"] > 0 and case["classes"]["organ"]["pred_ml"] >= 0
+    assert "organ ml predicted / true" in card
     assert len(report["figures"]) == 2  # the two worst cases, pictured for the model card
     for name in report["figures"]:
         assert (cv_trained / "docs" / name).read_bytes()[:4] == b"\x89PNG" and f"]({name})" in card
@@ -91,3 +94,16 @@ def test_keep_largest_leaves_its_input_as_it_is():
     mask[8:10, 8:10, 8:10] = 1
     before = mask.clone()
     assert int(keep_largest(mask, 1).sum()) == 27 and torch.equal(mask, before)
+
+
+def test_class_volumes_are_counted_per_class_in_ml():
+    pred = torch.zeros(4, 5, 6, dtype=torch.long)
+    truth = torch.zeros(4, 5, 6)
+    pred[:2] = 1  # 60 voxels
+    truth[:1] = 1  # 30 voxels
+    truth[3, 0, 0] = 2
+    volumes = class_volumes_ml(pred, truth, NAMES, spacing=(2.0, 1.0, 0.5))  # 1 mm^3 voxels
+    assert volumes == {
+        "organ": {"pred_ml": 0.06, "truth_ml": 0.03},
+        "lesion": {"pred_ml": 0.0, "truth_ml": 0.001},
+    }

@@ -48,7 +48,15 @@ from unet_med.transforms.presets import load_like_preprocessing
 from unet_med.transforms.regions import label_to_regions
 from unet_med.utils.io import atomic_path
 
-__all__ = ["apply_keep_largest", "choose_keep_largest", "cv_report", "keep_largest", "report_markdown", "score_labels"]
+__all__ = [
+    "apply_keep_largest",
+    "choose_keep_largest",
+    "class_volumes_ml",
+    "cv_report",
+    "keep_largest",
+    "report_markdown",
+    "score_labels",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +101,23 @@ def score_labels(
 
     names = list(class_names) if class_names is not None else None
     return case_metrics(onehot(pred_t), onehot(label_t), spacing, names, surface_tolerance_mm=surface_tolerance_mm)
+
+
+def class_volumes_ml(
+    pred: torch.Tensor | np.ndarray, truth: torch.Tensor | np.ndarray, classes: Sequence[str], spacing: Sequence[float]
+) -> dict[str, dict[str, float]]:
+    """Predicted and true volume of each foreground class in ml: ``{name: {"pred_ml": ..., "truth_ml": ...}}``
+    (both maps class indices on the same grid of voxel size ``spacing`` mm)."""
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    pred_a, truth_a = np.asarray(pred), np.asarray(truth)
+    return {
+        name: {
+            "pred_ml": float((pred_a == index).sum()) * voxel_ml,
+            "truth_ml": float((np.rint(truth_a) == index).sum()) * voxel_ml,
+        }
+        for index, name in enumerate(classes)
+        if index > 0
+    }
 
 
 def _unit_dice(rows: Sequence[Mapping[str, Any]]) -> dict[int, float]:
@@ -299,9 +324,16 @@ def report_markdown(report: Mapping[str, Any]) -> str:
     classes = list(report["raw"]["classes"])
     header = "| case | fold | " + " | ".join(f"{n} Dice" for n in classes) + " |"
     lines += ["", "## Per case (plain argmax)", "", header]
-    lines.append("|---|---|" + "---|" * len(classes))
+    volumes = all("pred_ml" in c for case in report["cases"] for c in case["classes"].values())
+    if volumes:
+        lines[-1] += "".join(f" {n} ml predicted / true |" for n in classes)
+    lines.append("|---|---|" + "---|" * (len(classes) * (2 if volumes else 1)))
     for case in report["cases"]:
         dice = " | ".join(f"{case['classes'][n]['dice']:.3f}" for n in classes)
+        if volumes:
+            dice += " | " + " | ".join(
+                f"{case['classes'][n]['pred_ml']:.1f} / {case['classes'][n]['truth_ml']:.1f}" for n in classes
+            )
         lines.append(f"| {case['case']} | {case['fold']} | {dice} |")
     return "\n".join(lines) + "\n"
 
@@ -352,6 +384,11 @@ def cv_report(
     for r in base_rows:
         entry = cases.setdefault(r["case"], {"case": r["case"], "fold": r["fold"], "classes": {}})
         entry["classes"][r["class_name"]] = {m: r[m] for m in ("dice", "hd95_mm", "surface_dice")}
+    if _scored_units(task)[1] is None:  # classes, not regions: predicted and true volume per class
+        for case in predictions:
+            volumes = class_volumes_ml(case["to_input"](case["pred"]), case["truth"], task["classes"], case["spacing"])
+            for name, v in volumes.items():
+                cases[case["case"]]["classes"][name].update(v)
     report = {
         "bundle": str(task["card"]["name"]),
         "num_folds": num_folds,
