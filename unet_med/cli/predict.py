@@ -4,10 +4,13 @@
 
     unet-med predict --bundle bundles/unet --input scans/ --output masks/ [--mirror] [--overlap 0.5]
         [--device cpu|cuda] [--precision auto|fp32|bf16|fp16] [--sw-batch-size 4] [--save-probabilities]
+        [--format nifti|dicom-seg|rtstruct[,...]] [--series UID]
 
 ``--input`` is a NIfTI/NRRD/MetaImage file, a PNG/TIFF (2D bundles), a DICOM series folder, or a folder of any
-of these. Each case is written as ``<case>_seg`` in the input's format (DICOM: NIfTI). A bad case is reported and
-skipped; the exit status is 1 when any case failed, 2 when the bundle or the input path cannot be used.
+of these. Each case is written as ``<case>_seg`` in the input's format (DICOM: NIfTI). For a DICOM series,
+``--format dicom-seg`` writes ``<case>_seg.dcm`` (DICOM SEG) and ``--format rtstruct`` ``<case>_rtstruct.dcm``
+(comma-separated for several, e.g. ``nifti,dicom-seg``; see docs/dicom.md). A bad case is reported and skipped;
+the exit status is 1 when any case failed, 2 when the bundle or the input path cannot be used.
 
 The bundle is recognised first (:mod:`unet_med.bundle.recognize`): a bundle whose configs are not what the
 installed template makes is refused before anything of it runs, unless ``--trust-bundle-code`` is given.
@@ -60,6 +63,8 @@ def _predict(args: argparse.Namespace) -> int:
             save_probabilities=args.save_probabilities,
             compile=args.compile,
             progress=not args.quiet,
+            output_formats=args.format,
+            series_uid=args.series,
         )
     except (BundleError, FileNotFoundError, ValueError) as e:
         print(f"unet-med predict: {e}", file=sys.stderr)
@@ -150,6 +155,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile the network (slow first call)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: the cores this process may use)")
     p.add_argument("--model-file", default=None, help="weights to use instead of <bundle>/models/model.pt")
+    p.add_argument(
+        "--format",
+        default="nifti",
+        help="nifti (the input's format), dicom-seg, rtstruct, or several comma-separated (DICOM formats need a "
+        "DICOM series input; default nifti)",
+    )
+    p.add_argument("--series", default=None, help="SeriesInstanceUID to read from folders holding several series")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-case lines for cases that succeed")
     p.add_argument(
         "--trust-bundle-code",

@@ -7,12 +7,13 @@
 - :mod:`~unet_med.dicom.rtstruct_labels`: RTSTRUCT contours back to a label map (by z position, even-odd rule).
 - :mod:`~unet_med.dicom.outputs`: the ``--format`` choices of ``unet-med predict``.
 
-pydicom and highdicom are dependencies of unet_med; nothing here is imported until used.
+pydicom and highdicom are dependencies of unet_med; they are imported when a function here first needs them.
 """
 
 from __future__ import annotations
 
 from unet_med.dicom.codes import ClassConcept, class_concepts, display_color, to_code
+from unet_med.dicom.outputs import DicomResultWriter, parse_formats
 from unet_med.dicom.rtstruct import rtstruct_dataset, slice_contours, write_rtstruct
 from unet_med.dicom.rtstruct_labels import roi_masks, rtstruct_to_labels
 from unet_med.dicom.seg import seg_dataset, write_seg
@@ -20,11 +21,13 @@ from unet_med.dicom.series import DicomSeries, SeriesError, list_series, read_se
 
 __all__ = [
     "ClassConcept",
+    "DicomResultWriter",
     "DicomSeries",
     "SeriesError",
     "class_concepts",
     "display_color",
     "list_series",
+    "parse_formats",
     "read_series",
     "roi_masks",
     "rtstruct_dataset",

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -57,7 +58,7 @@ def seg_dataset(
     algorithm: tuple[str, str],
     affine_ras: np.ndarray | None = None,
     series_number: int = 901,
-) -> object:
+) -> Any:
     """The ``highdicom.seg.Segmentation`` for ``labels`` on ``series``' grid.
 
     Args:
@@ -125,5 +126,5 @@ def write_seg(
     seg = seg_dataset(labels, series, concepts, algorithm, affine_ras=affine_ras)
     path = Path(path)
     with atomic_path(path) as tmp:
-        seg.save_as(tmp)
+        seg.save_as(tmp, enforce_file_format=True)
     return path

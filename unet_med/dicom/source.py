@@ -9,7 +9,6 @@ Nothing of it is logged (patient data stays out of logs).
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,17 +31,39 @@ _MAX_LENGTH = {"SH": 16, "LO": 64, "CS": 16}
 
 
 def mended_headers(datasets: Sequence[Any]) -> list[Any]:
-    """Copies of ``datasets`` (headers only), patient and study attributes present and within their VR limits."""
+    """``datasets`` with their patient and study attributes present and within their VR limits.
+
+    A dataset that needs no mending is returned as it is; one that does is replaced by a new dataset sharing its
+    other elements (the source's headers are never changed).
+    """
+    from pydicom.dataset import Dataset
+
     out = []
     for ds in datasets:
-        ds = copy.deepcopy(ds)
-        for keyword in PATIENT_STUDY_KEYWORDS:
-            if keyword not in ds or ds[keyword].value is None:
-                setattr(ds, keyword, "")
-                continue
-            element = ds[keyword]
-            limit = _MAX_LENGTH.get(element.VR)
-            if limit and isinstance(element.value, str) and len(element.value) > limit:
-                setattr(ds, keyword, element.value[:limit])
+        fixes = _fixes(ds)
+        if fixes:
+            mended = Dataset()
+            mended.update(ds)  # the same element objects; the mended ones are replaced below, not changed
+            if hasattr(ds, "file_meta"):
+                mended.file_meta = ds.file_meta
+            for keyword, value in fixes.items():
+                if keyword in mended:
+                    del mended[keyword]
+                setattr(mended, keyword, value)
+            ds = mended
         out.append(ds)
     return out
+
+
+def _fixes(ds: Any) -> dict[str, str]:
+    """The mended value per attribute of ``ds`` that is absent or longer than its VR allows."""
+    fixes = {}
+    for keyword in PATIENT_STUDY_KEYWORDS:
+        if keyword not in ds or ds[keyword].value is None:
+            fixes[keyword] = ""
+            continue
+        element = ds[keyword]
+        limit = _MAX_LENGTH.get(element.VR)
+        if limit and isinstance(element.value, str) and len(element.value) > limit:
+            fixes[keyword] = element.value[:limit]
+    return fixes

@@ -58,6 +58,9 @@ class BundleModel:
         instances: keyword arguments of :func:`unet_med.transforms.classes_to_instances` when the bundle predicts
             background / interior / boundary and its output is an instance map (the bundle's
             ``instance_postprocessing``), else ``None``.
+        version: the bundle's version from its metadata (DICOM results name it as their algorithm's version).
+        class_codes: the coded concept (category, type) per foreground class name, from the configs'
+            ``class_codes`` (see :mod:`unet_med.dicom.codes`); empty when the bundle has none.
     """
 
     root: Path
@@ -71,6 +74,8 @@ class BundleModel:
     name: str
     keep_largest: tuple[int, ...] = ()
     instances: dict[str, Any] | None = None
+    version: str = ""
+    class_codes: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def _config_file(configs: Path) -> Path:
@@ -188,6 +193,8 @@ def load_bundle(
         name=str(meta.get("name", root.name)),
         keep_largest=tuple(int(v) for v in labels.get("keep_largest", ())),
         instances=_instances(labels, root, num_classes),
+        version=str(meta.get("version", "")),
+        class_codes=dict(_get(parser, "class_codes", {}) or {}),
     )
 
 
