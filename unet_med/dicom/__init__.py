@@ -5,6 +5,7 @@
 - :mod:`~unet_med.dicom.seg`: DICOM SEG with highdicom.
 - :mod:`~unet_med.dicom.rtstruct`: RTSTRUCT with pydicom.
 - :mod:`~unet_med.dicom.rtstruct_labels`: RTSTRUCT contours back to a label map (by z position, even-odd rule).
+- :mod:`~unet_med.dicom.labels`: a series with an RTSTRUCT or SEG as image + label (``LoadDicomLabeld``).
 - :mod:`~unet_med.dicom.outputs`: the ``--format`` choices of ``unet-med predict``.
 
 pydicom and highdicom are dependencies of unet_med; they are imported when a function here first needs them.
@@ -13,6 +14,7 @@ pydicom and highdicom are dependencies of unet_med; they are imported when a fun
 from __future__ import annotations
 
 from unet_med.dicom.codes import ClassConcept, class_concepts, display_color, to_code
+from unet_med.dicom.labels import LoadDicomLabeld, dicom_labels, seg_to_labels
 from unet_med.dicom.outputs import DicomResultWriter, parse_formats
 from unet_med.dicom.rtstruct import rtstruct_dataset, slice_contours, write_rtstruct
 from unet_med.dicom.rtstruct_labels import roi_masks, rtstruct_to_labels
@@ -23,8 +25,10 @@ __all__ = [
     "ClassConcept",
     "DicomResultWriter",
     "DicomSeries",
+    "LoadDicomLabeld",
     "SeriesError",
     "class_concepts",
+    "dicom_labels",
     "display_color",
     "list_series",
     "parse_formats",
@@ -33,6 +37,7 @@ __all__ = [
     "rtstruct_dataset",
     "rtstruct_to_labels",
     "seg_dataset",
+    "seg_to_labels",
     "slice_contours",
     "to_code",
     "write_rtstruct",
