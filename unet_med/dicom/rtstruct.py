@@ -41,8 +41,14 @@ def slice_contours(mask: np.ndarray) -> list[np.ndarray]:
     its first vertex; a pixel centre lies inside an odd number of them exactly when the pixel is in the mask."""
     from skimage.measure import find_contours
 
-    padded = np.pad(np.asarray(mask, dtype=np.uint8), 1)
-    return [c[:-1] - 1.0 for c in find_contours(padded, 0.5) if len(c) > 3]
+    mask = np.asarray(mask, dtype=bool)
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if not len(rows):
+        return []
+    r0, c0 = rows[0], cols[0]
+    crop = np.pad(mask[r0 : rows[-1] + 1, c0 : cols[-1] + 1].astype(np.uint8), 1)  # only the bounding box
+    offset = np.array([r0 - 1.0, c0 - 1.0])
+    return [c[:-1] + offset for c in find_contours(crop, 0.5) if len(c) > 3]
 
 
 def _ds(values: np.ndarray) -> list[str]:
