@@ -52,16 +52,17 @@ def test_contours_fill_back_to_the_mask(tmp_path, orientation, strict_ds):
 
 
 def test_holes_and_islands_per_slice():
-    rng = np.random.default_rng(1)
-    for _ in range(20):
-        mask = rng.random((17, 23)) > 0.6
-        contours = slice_contours(mask)
-        from unet_med.dicom.rtstruct_labels import _fill
+    from unet_med.dicom.rtstruct_labels import _fill
 
+    rng = np.random.default_rng(1)
+    for k in range(20):
+        mask = np.zeros((40, 50), dtype=bool)
+        mask[3 + k % 5 : 20 + k, 7:44] = rng.random((17 + k - k % 5, 37)) > 0.6  # a noisy patch off the corner
         filled = np.zeros_like(mask)
-        for c in contours:
-            filled ^= _fill(c, mask.shape)
+        for contour in slice_contours(mask):
+            filled ^= _fill(contour, mask.shape)
         np.testing.assert_array_equal(filled, mask)
+    assert slice_contours(np.zeros((5, 5), dtype=bool)) == []
 
 
 def test_contours_are_placed_by_position_not_uid(tmp_path):
