@@ -89,3 +89,12 @@ def test_compressed_transfer_syntaxes_read(tmp_path, syntax):
     assert pydicom.dcmread(next(tmp_path.iterdir())).file_meta.TransferSyntaxUID == syntax
     loaded = LoadImage(reader=SITKReader(), image_only=True)(str(tmp_path))
     np.testing.assert_array_equal(loaded.numpy(), image)
+
+
+def test_a_folder_is_read_again_only_when_it_changed(tmp_path):
+    image, _ = phantom()
+    files = write_series(tmp_path, image)
+    first = read_series(tmp_path)
+    assert read_series(tmp_path) is first
+    files[-1].unlink()
+    assert read_series(tmp_path).shape == (24, 20, 7)

@@ -138,6 +138,29 @@ def read_series(folder: str | os.PathLike, series_uid: str | None = None) -> Dic
             regular volume (the message names the file and the reason).
     """
     folder = Path(folder)
+    key = (str(folder.absolute()), series_uid, _listing(folder))
+    last_key, last = _LAST[0]
+    if key[2] and key == last_key:  # the same folder, unchanged since it was last read (predict reads it twice)
+        return last
+    series = _read_series(folder, series_uid)
+    _LAST[0] = (key, series)  # one assignment: another thread sees the old pair or the new one
+    return series
+
+
+#: The last series read, with its key (folder, series UID, the folder's file names, sizes and times).
+_LAST: list[tuple[Any, Any]] = [(None, None)]
+
+
+def _listing(folder: Path) -> tuple[tuple[str, int, int], ...]:
+    try:
+        return tuple(
+            sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in os.scandir(folder) if e.is_file())
+        )
+    except OSError:
+        return ()
+
+
+def _read_series(folder: Path, series_uid: str | None) -> DicomSeries:
     found = list_series(folder)
     if not found:
         raise SeriesError(f"{folder}: no DICOM series found in this folder (no image objects)")
