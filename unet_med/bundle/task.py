@@ -51,6 +51,12 @@ _SIZES = {"type": "array", "items": _POS_INT, "minItems": 2, "maxItems": 3}
 _SPACING = {"type": "array", "items": _POS_NUM, "minItems": 2, "maxItems": 3}
 _VERSION = {"type": "string", "pattern": r"^[0-9]+\.[0-9]+\.[0-9]+$"}
 _RANGE = {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2}
+# A coded concept (DICOM code sequence item): scheme designator (SH), code value, code meaning (LO, 64 characters).
+_CODE_TEXT = {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,15}$"}
+_MEANING = {"type": "string", "pattern": r"^[^$@%#\x00-\x1f][^#\x00-\x1f]{0,63}$"}
+
+
+_CODE_KEYS = ("scheme", "value", "meaning")
 
 
 def _obj(properties: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -155,6 +161,19 @@ TASK_SCHEMA: dict[str, Any] = {
                 }
             ),
             "inference": _obj({"ensemble": {"type": "integer", "minimum": 1, "maximum": 16}}),
+            # per foreground class: what it is, as DICOM coded concepts (unet_med.dicom.codes; docs/dicom.md)
+            "class_codes": {
+                "type": "object",
+                "propertyNames": _NAME,
+                "maxProperties": 254,
+                "additionalProperties": _obj(
+                    {
+                        "category": _obj({"scheme": _CODE_TEXT, "value": _CODE_TEXT, "meaning": _MEANING}, _CODE_KEYS),
+                        "type": _obj({"scheme": _CODE_TEXT, "value": _CODE_TEXT, "meaning": _MEANING}, _CODE_KEYS),
+                    },
+                    ("category", "type"),
+                ),
+            },
             "postprocessing": _obj(
                 {
                     "keep_largest_component": {"type": "array", "items": _POS_INT, "maxItems": 254},
@@ -256,6 +275,9 @@ def _consistency(task: dict[str, Any]) -> list[str]:
         if task["network"].get("deep_supervision"):
             problems.append("training.loss 'border_weighted_ce' does not combine with network.deep_supervision")
     problems += _fingerprint_consistency(task)
+    for name in task.get("class_codes", {}):
+        if name not in task["classes"][1:]:
+            problems.append(f"class_codes: {name!r} is not one of the foreground classes (classes[1:])")
     if task["modality"] == "microscopy" and training.get("demo"):
         problems.append("training.demo: the synthetic demo set is 3D MRI-like; microscopy tasks train on real data")
     return problems

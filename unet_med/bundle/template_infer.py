@@ -28,6 +28,8 @@ PINS: dict[str, Any] = {
         "scikit-image": "0.26.0",
         "pillow": "13.0.0",
         "tifffile": "2026.3.3",
+        "pydicom": "3.0.2",
+        "highdicom": "0.28.2",
     },
 }
 _METADATA_MODALITY = {"mri": "MR", "ct": "CT"}
@@ -69,7 +71,9 @@ def inference_config(t: dict[str, Any]) -> dict[str, Any]:
         "overlap": 0.5,
         "sw_batch_size": 4,
         "num_workers": 0,
+        "output_format": "nifti",
         **task_ids(t),
+        "class_codes": t.get("class_codes", {}),
         "network": network,
         "preprocessing": preprocessing(t, ["image"]),
         "datalist": {
@@ -99,7 +103,15 @@ def inference_config(t: dict[str, Any]) -> dict[str, Any]:
             "transforms": [
                 labels,
                 {"_target_": "unet_med.inference.InvertToInputd", "keys": "pred", "transform": "@preprocessing"},
-                {"_target_": "unet_med.inference.SaveImageLikeInputd", "keys": "pred", "output_dir": "@output_dir"},
+                {
+                    "_target_": "unet_med.inference.SaveImageLikeInputd",
+                    "keys": "pred",
+                    "output_dir": "@output_dir",
+                    "output_format": "@output_format",
+                    "class_names": "@class_names",
+                    "class_codes": "@class_codes",
+                    "algorithm": [t["card"]["name"], t["card"]["version"]],
+                },
             ],
         },
         "handlers": [
@@ -176,6 +188,7 @@ def metadata(t: dict[str, Any]) -> dict[str, Any]:
         "eval_metrics": card.get("eval_metrics", {}),
         "intended_use": card.get("intended_use", "Research and template; not for clinical use."),
         "references": card.get("references", []),
+        "class_codes": t.get("class_codes", {}),
         "network_data_format": {
             "inputs": {"image": fmt(len(t["channels"]), {str(i): c for i, c in enumerate(t["channels"])}, False)},
             "outputs": {"pred": fmt(len(t["classes"]), {str(i): c for i, c in enumerate(t["classes"])}, True)},

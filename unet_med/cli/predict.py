@@ -4,6 +4,7 @@
 
     unet-med predict --bundle bundles/unet --input scans/ --output masks/ [--overwrite] [--mirror] [--overlap 0.5]
         [--device cpu|cuda] [--precision auto|fp32|bf16|fp16] [--sw-batch-size 4] [--save-probabilities]
+        [--format nifti|dicom-seg|rtstruct[,...]] [--series UID]
 
 ``--input`` is a NIfTI/NRRD/MetaImage file, a PNG/TIFF (2D bundles), a DICOM series folder, or a folder of any
 of these; a patient or study folder is searched down to its DICOM series, and the folders passed over are listed
@@ -18,6 +19,9 @@ warned about on its line and in ``qc.json``.
 Exit status: 0 every case predicted, no warning; 3 every case predicted, some with warnings (input unlike the
 training data: look at those masks); 1 some case failed (the others are written); 2 the bundle, the input or the
 output folder cannot be used (nothing predicted).
+
+For a DICOM series, ``--format dicom-seg`` writes ``<case>_seg.dcm`` (DICOM SEG) and ``--format rtstruct``
+``<case>_rtstruct.dcm`` (comma-separated for several, e.g. ``nifti,dicom-seg``; see docs/dicom.md).
 
 The bundle is recognised first (:mod:`unet_med.bundle.recognize`): a bundle whose configs are not what the
 installed template makes is refused before anything of it runs, unless ``--trust-bundle-code`` is given.
@@ -77,6 +81,8 @@ def _predict(args: argparse.Namespace) -> int:
             save_probabilities=args.save_probabilities,
             compile=args.compile,
             progress=not args.quiet,
+            output_formats=args.format,
+            series_uid=args.series,
         )
     except (BundleError, FileNotFoundError, ValueError) as e:
         print(f"unet-med predict: {e}", file=sys.stderr)
@@ -214,6 +220,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile the network (slow first call)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: the cores this process may use)")
     p.add_argument("--model-file", default=None, help="weights to use instead of <bundle>/models/model.pt")
+    p.add_argument(
+        "--format",
+        default="nifti",
+        help="nifti (the input's format), dicom-seg, rtstruct, or several comma-separated (DICOM formats need a "
+        "DICOM series input; default nifti)",
+    )
+    p.add_argument("--series", default=None, help="SeriesInstanceUID to read from folders holding several series")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-case lines for cases that succeed")
     p.add_argument(
         "--trust-bundle-code",

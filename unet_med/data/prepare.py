@@ -143,7 +143,10 @@ def find_images(path: str | os.PathLike, image_key: str = "image", num_channels:
         raise DatasetError(f"input not found: {path}")
     files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".") and image_suffix(p))
     if not files:
-        raise DatasetError(f"no image files (.nii, .nii.gz, .nrrd, .mha, .png, .tif) in {path}")
+        series = _dicom_series_folders(path)
+        if series:
+            return [{image_key: str(p)} for p in series]
+        raise DatasetError(f"no image files (.nii, .nii.gz, .nrrd, .mha, .png, .tif) or DICOM series in {path}")
     if num_channels == 1:
         return [{image_key: str(p)} for p in files]
     cases: dict[str, dict[int, str]] = {}
@@ -164,6 +167,15 @@ def find_images(path: str | os.PathLike, image_key: str = "image", num_channels:
     if bad:
         raise DatasetError(f"{path}: expected channel files _0000.._{num_channels - 1:04d} per case: {'; '.join(bad)}")
     return items
+
+
+def _dicom_series_folders(path: Path) -> list[Path]:
+    """``[path]`` when the folder holds DICOM images, else its subfolders that do (one case per series folder)."""
+    from unet_med.dicom.series import list_series
+
+    if list_series(path):
+        return [path]
+    return [p for p in sorted(path.iterdir()) if p.is_dir() and not p.name.startswith(".") and list_series(p)]
 
 
 def inference_datalist(

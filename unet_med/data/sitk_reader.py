@@ -18,7 +18,9 @@ or pass it directly: ``LoadImage(reader=SITKReader(), image_only=True)("scan.mha
 
 from __future__ import annotations
 
+import logging
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,11 @@ from monai.utils import MetaKeys, SpaceKeys
 
 __all__ = ["SITK_SUFFIXES", "SITKReader", "itk_geometry_from_affine", "read_dicom_series"]
 
+# With pydicom installed, every LoadImage(d) builds MONAI's NvImgCodecPydicomReader, which warns (and logs) on each
+# construction that NVIDIA's optional nvImageCodec is absent; pydicom's own decoders (and this reader) are used.
+warnings.filterwarnings("ignore", message="NvImgCodecPydicomReader: nvImageCodec decoder plugin", category=UserWarning)
+logging.getLogger("monai.data.nvimgcodec_pydicom_plugin").setLevel(logging.ERROR)
+
 SITK_SUFFIXES: tuple[str, ...] = ("nrrd", "nhdr", "mha", "mhd", "tif", "tiff", "dcm")
 """File name endings :class:`SITKReader` accepts (besides a folder holding one DICOM series)."""
 
@@ -37,23 +44,26 @@ def _is_dicom_folder(path: str | os.PathLike) -> bool:
     return Path(path).is_dir()
 
 
-def read_dicom_series(folder: str | os.PathLike) -> Any:
-    """Reads the DICOM series in ``folder`` (the first one if it holds several) as a ``SimpleITK.Image``.
+def read_dicom_series(folder: str | os.PathLike, series_uid: str | None = None) -> Any:
+    """Reads the DICOM image series in ``folder`` as a ``SimpleITK.Image``.
+
+    The files are chosen and ordered by :func:`unet_med.dicom.read_series`: one series (``series_uid`` when the
+    folder holds several), non-image objects skipped, slices ordered along the normal and checked to form a
+    regular volume.
 
     Raises:
-        ValueError: the folder holds no DICOM series.
+        ValueError: no image series, several and none chosen, or not a regular volume (names file and reason).
     """
     import SimpleITK as sitk
 
+    from unet_med.dicom.series import read_series
+
+    series = read_series(folder, series_uid=series_uid)
     previous = sitk.ProcessObject.GetGlobalWarningDisplay()
     sitk.ProcessObject.SetGlobalWarningDisplay(False)  # GDCM prints its warnings to stderr: keep them off
     try:
-        series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
-        if not series:
-            raise ValueError(f"{folder}: no DICOM series found in this folder")
-        files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series[0])
         reader = sitk.ImageSeriesReader()
-        reader.SetFileNames(files)
+        reader.SetFileNames([str(f) for f in series.files])
         return reader.Execute()
     finally:
         sitk.ProcessObject.SetGlobalWarningDisplay(previous)
@@ -96,13 +106,20 @@ class SITKReader(ImageReader):
         channel_dim: the channel axis of the returned array; ``None`` means MONAI's default (``"no_channel"`` for a
             scalar image, ``-1`` for vector pixels such as RGB).
         suffixes: file name endings to accept (default :data:`SITK_SUFFIXES`).
+        series_uid: the SeriesInstanceUID to read from a folder holding several series.
 
     Returned array axes: 3D ``(i, j, k[, c])``, 2D ``(i, j[, c])`` where ``i`` runs along a row (ITK's x), so a
     ``H x W`` TIFF comes back ``(W, H)``, the convention of MONAI's ``PILReader`` and ``ITKReader``.
     """
 
-    def __init__(self, channel_dim: str | int | None = None, suffixes: Sequence[str] = SITK_SUFFIXES) -> None:
+    def __init__(
+        self,
+        channel_dim: str | int | None = None,
+        suffixes: Sequence[str] = SITK_SUFFIXES,
+        series_uid: str | None = None,
+    ) -> None:
         super().__init__()
+        self.series_uid = series_uid
         self.channel_dim = channel_dim
         self.suffixes = tuple(s.lower().lstrip(".") for s in suffixes)
 
@@ -118,7 +135,10 @@ class SITKReader(ImageReader):
         import SimpleITK as sitk
 
         names = [data] if isinstance(data, (str, os.PathLike)) else list(data)
-        images = [read_dicom_series(n) if _is_dicom_folder(n) else sitk.ReadImage(str(n), **kwargs) for n in names]
+        images = [
+            read_dicom_series(n, self.series_uid) if _is_dicom_folder(n) else sitk.ReadImage(str(n), **kwargs)
+            for n in names
+        ]
         return images if len(images) > 1 else images[0]
 
     def get_data(self, img: Any) -> tuple[np.ndarray, dict]:

@@ -63,6 +63,9 @@ class BundleModel:
             ``instance_postprocessing``), else ``None``.
         task: the bundle's validated task description (``configs/task.json``), ``None`` for a bundle without one;
             its ``fingerprint`` drives the input check (:mod:`unet_med.inference.input_check`).
+        version: the bundle's version from its metadata (DICOM results name it as their algorithm's version).
+        class_codes: the coded concept (category, type) per foreground class name, from the configs'
+            ``class_codes`` (see :mod:`unet_med.dicom.codes`); empty when the bundle has none.
     """
 
     root: Path
@@ -77,6 +80,8 @@ class BundleModel:
     keep_largest: tuple[int, ...] = ()
     instances: dict[str, Any] | None = None
     task: dict[str, Any] | None = None
+    version: str = ""
+    class_codes: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def _config_file(configs: Path) -> Path:
@@ -196,6 +201,8 @@ def load_bundle(
         keep_largest=tuple(int(v) for v in labels.get("keep_largest", ())),
         instances=_instances(labels, root, num_classes),
         task=recognised.task,
+        version=str(meta.get("version", "")),
+        class_codes=dict(_get(parser, "class_codes", {}) or {}),
     )
 
 

@@ -225,11 +225,20 @@ class SaveImageLikeInputd(MapTransform):
     channel (nnU-Net's ``case_0000``, ``case_0001``, ...) is named ``case_seg``. The file is written atomically;
     the path is stored under ``"<key>_file"``.
 
+    With ``output_format`` ``"dicom-seg"`` and / or ``"rtstruct"`` (a bundle's ``output_format``, e.g.
+    ``--output_format dicom-seg`` on ``monai.bundle run``), a DICOM series input is also (or instead) written as
+    ``<case>_seg.dcm`` / ``<case>_rtstruct.dcm`` (:mod:`unet_med.dicom.outputs`).
+
     Args:
         keys: the mask keys (``"pred"``).
         output_dir: folder for the masks (created when missing).
         orig_keys: the image key whose metadata names the input file.
         postfix: name postfix (``"seg"``).
+        output_format: ``"nifti"`` (the input's own format), ``"dicom-seg"``, ``"rtstruct"``, or several
+            (comma-separated or a list).
+        class_names: the classes, background first (DICOM formats).
+        class_codes: the coded concept per foreground class (DICOM SEG, :mod:`unet_med.dicom.codes`).
+        algorithm: ``(name, version)`` of the bundle (DICOM formats).
     """
 
     def __init__(
@@ -239,11 +248,23 @@ class SaveImageLikeInputd(MapTransform):
         orig_keys: str = "image",
         postfix: str = "seg",
         allow_missing_keys: bool = False,
+        output_format: str | Sequence[str] = "nifti",
+        class_names: Sequence[str] = (),
+        class_codes: Mapping[str, Any] | None = None,
+        algorithm: Sequence[str] = ("unet_med", "0"),
     ) -> None:
+        from unet_med.dicom.outputs import DICOM_FORMATS, DicomResultWriter, parse_formats
+
         super().__init__(keys, allow_missing_keys)
         self.output_dir = Path(output_dir)
         self.orig_keys = orig_keys
         self.postfix = postfix
+        self.formats = parse_formats(output_format)
+        self.dicom = None
+        if set(self.formats) & set(DICOM_FORMATS):
+            name, version = algorithm
+            self.dicom = DicomResultWriter(list(class_names), dict(class_codes or {}), (str(name), str(version)))
+            self.dicom.check(self.formats)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
@@ -260,9 +281,25 @@ class SaveImageLikeInputd(MapTransform):
             array = pred.as_tensor() if isinstance(pred, MetaTensor) else torch.as_tensor(pred)
             affine = np.asarray(pred.affine if isinstance(pred, MetaTensor) else image.affine, dtype=np.float64)
             dims = array.ndim - 1
+            if self.dicom is not None:
+                d[f"{key}_dicom_files"] = [str(p) for p in self._write_dicom(str(source), array[0].numpy(), affine)]
+            if "nifti" not in self.formats:
+                continue
             out = output_path(str(source), self.output_dir, postfix=self.postfix)
             match = CHANNEL_SUFFIX.match(out.name[: -len(f"_{self.postfix}{image_suffix(out) or ''}")])
             if channel_files and match:
                 out = out.with_name(out.name.replace(match.group(0), match["case"], 1))
             d[f"{key}_file"] = str(write_image(label_dtype(array[0].numpy()), affine, out, dims))
         return d
+
+    def _write_dicom(self, source: str, labels: np.ndarray, affine: np.ndarray) -> list[Path]:
+        from unet_med.dicom.series import read_series
+        from unet_med.inference.output import case_name
+
+        writer = self.dicom
+        if writer is None:
+            return []
+        if not Path(source).is_dir():
+            raise ValueError(f"{source}: output_format {','.join(self.formats)} needs a DICOM series folder as input")
+        series = read_series(source)
+        return writer.write(label_dtype(labels), affine, series, self.output_dir, case_name(source), self.formats)

@@ -49,7 +49,7 @@ from unet_med.data.sitk_reader import SITKReader
 from unet_med.inference.bundle_model import BundleModel
 from unet_med.inference.inferer import ScanInferer
 from unet_med.inference.input_check import InputCheck, check_input, loaded_channels
-from unet_med.inference.output import output_path, write_image
+from unet_med.inference.output import case_name, output_path, write_image
 from unet_med.inference.postprocess import (
     INVERT_VOXEL_LIMIT,
     argmax_uint8,
@@ -139,6 +139,10 @@ class Predictor:
         progress: show MONAI's per-window progress bar.
         fast_layers: on a CPU, swap max pooling, 1x1 and stride-2 transposed convolutions and instance norm for
             the equivalents in :mod:`unet_med.inference.fastpath` (same function, less time).
+        output_formats: ``"nifti"`` (the input's own format), ``"dicom-seg"``, ``"rtstruct"``, or several
+            (:mod:`unet_med.dicom.outputs`); the DICOM formats need a DICOM series input and a 3D class bundle, and
+            SEG needs every class coded (checked here, before any case runs).
+        series_uid: the SeriesInstanceUID to read from DICOM folders that hold several series.
     """
 
     def __init__(
@@ -159,8 +163,12 @@ class Predictor:
         invert_voxel_limit: int = INVERT_VOXEL_LIMIT,
         progress: bool = False,
         fast_layers: bool = True,
+        output_formats: str | Sequence[str] = "nifti",
+        series_uid: str | None = None,
     ) -> None:
         self.model = model
+        self.output_formats, self.dicom_writer = _dicom_outputs(model, output_formats)
+        self.series_uid = series_uid
         self.device = torch.device(device)
         self.dtype = choose_precision(precision, self.device)
         self.roi_size = tuple(int(r) for r in (roi_size or model.patch_size))
@@ -192,7 +200,7 @@ class Predictor:
         for transform in model.preprocessing.transforms:
             if isinstance(transform, Spacingd):  # MONAI resamples in float64 by default: 2x the scan's float32 size
                 transform.dtype = tuple(torch.float32 for _ in transform.dtype)
-        self.loader.register(SITKReader())
+        self.loader.register(SITKReader(series_uid=series_uid))
 
     @staticmethod
     def _find_loader(pre: Compose) -> tuple[LoadImaged, int]:
@@ -212,6 +220,7 @@ class Predictor:
         result = CaseResult(input=path)
         t0 = time.perf_counter()
         try:
+            series = self._dicom_series(path)
             with glibc_malloc_mapped():  # in a whole-run block: the reading buffers go back as they are freed
                 data = self._load(path)
             result.input_check = data.get("input_check")
@@ -230,7 +239,7 @@ class Predictor:
                 t1 = time.perf_counter()
                 scores = self.infer(data["image"])
                 t2 = time.perf_counter()
-                result.outputs = self._write(path, data["image"], scores, Path(output_dir))
+                result.outputs = self._write(path, data["image"], scores, Path(output_dir), series)
                 t3 = time.perf_counter()
             result.seconds = {"load": t1 - t0, "infer": t2 - t1, "write": t3 - t2}
         except InputError as e:
@@ -239,6 +248,19 @@ class Predictor:
             result.error = f"{path}: {type(e).__name__}: {' '.join(str(e).split())}"
         result.seconds["total"] = time.perf_counter() - t0
         return result
+
+    def _dicom_series(self, path: Path) -> Any:
+        """The source series (headers, checked) when a DICOM format is asked for, else ``None``."""
+        if self.dicom_writer is None:
+            return None
+        from unet_med.dicom.series import read_series
+
+        if not path.is_dir():
+            raise InputError(f"{path}: --format {','.join(self.output_formats)} needs a DICOM series folder as input")
+        try:
+            return read_series(path, series_uid=self.series_uid)
+        except ValueError as e:
+            raise InputError(str(e)) from e
 
     def _load(self, path: Path) -> dict[str, Any]:
         if not path.exists():
@@ -356,13 +378,19 @@ class Predictor:
         min_size = None if self.model.instances is None else int(self.model.instances.get("min_size", 8))
         return scores_to_labels(scores, self.model.keep_largest, min_size, probabilities=self.probabilities)
 
-    def _write(self, path: Path, image: torch.Tensor, scores: torch.Tensor, output_dir: Path) -> list[Path]:
+    def _write(
+        self, path: Path, image: torch.Tensor, scores: torch.Tensor, output_dir: Path, series: Any = None
+    ) -> list[Path]:
         dims = self.model.spatial_dims
         mask = self._labels(scores)
         if not self.save_probabilities:
             del scores
         inverted, affine = self._invert(mask[None], image, nearest=True)
         del mask
+        labels = label_dtype(inverted[..., 0])
+        dicom = {}
+        if self.dicom_writer is not None:  # built (and checked) before anything of this case is written
+            dicom = self.dicom_writer.datasets(labels, affine, series, self.output_formats)
         outputs = []
         if self.save_probabilities:  # the probabilities go first and the mask last, so a mask means both are done
             probs = scores if self.probabilities else _softmax_inplace(scores)
@@ -370,5 +398,24 @@ class Predictor:
             prob_path = output_path(path, output_dir, postfix="prob", probabilities=True)
             outputs.append(write_image(prob.astype(np.float32, copy=False), prob_affine, prob_path, dims))
             del prob
-        outputs.insert(0, write_image(label_dtype(inverted[..., 0]), affine, output_path(path, output_dir), dims))
-        return outputs
+        written = self.dicom_writer.save(dicom, output_dir, case_name(path)) if dicom else []
+        if "nifti" in self.output_formats:
+            written.insert(0, write_image(labels, affine, output_path(path, output_dir), dims))
+        return written + outputs
+
+
+def _dicom_outputs(model: BundleModel, formats: str | Sequence[str]) -> tuple[tuple[str, ...], Any]:
+    """The parsed output formats and, when a DICOM one is among them, the checked DICOM writer."""
+    from unet_med.dicom.outputs import DICOM_FORMATS, DicomResultWriter, parse_formats
+
+    parsed = parse_formats(formats)
+    if not set(parsed) & set(DICOM_FORMATS):
+        return parsed, None
+    asked = ",".join(f for f in parsed if f in DICOM_FORMATS)
+    if model.spatial_dims != 3:
+        raise ValueError(f"{model.name}: --format {asked} needs a 3D bundle (this one is 2D)")
+    if model.instances is not None:
+        raise ValueError(f"{model.name}: --format {asked}: this bundle writes instance maps, not classes")
+    writer = DicomResultWriter(model.class_names, model.class_codes, (model.name, model.version or "0"))
+    writer.check(parsed)
+    return parsed, writer
