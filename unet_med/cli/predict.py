@@ -60,6 +60,7 @@ def _predict(args: argparse.Namespace) -> int:
             save_probabilities=args.save_probabilities,
             compile=args.compile,
             progress=not args.quiet,
+            max_voxels=args.max_voxels or None,
         )
     except (BundleError, FileNotFoundError, ValueError) as e:
         print(f"unet-med predict: {e}", file=sys.stderr)
@@ -149,6 +150,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--save-probabilities", action="store_true", help="also write class probabilities (<case>_prob)")
     p.add_argument("--compile", action="store_true", help="torch.compile the network (slow first call)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: the cores this process may use)")
+    p.add_argument(
+        "--max-voxels",
+        type=int,
+        default=1 << 30,
+        help="refuse a scan whose header promises more voxels x channels, before reading it (default 2^30; 0: none)",
+    )
     p.add_argument("--model-file", default=None, help="weights to use instead of <bundle>/models/model.pt")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-case lines for cases that succeed")
     p.add_argument(

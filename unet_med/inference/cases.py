@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from unet_med.data.readers import image_suffix
+from unet_med.data.readers import MAX_SCAN_VOXELS, ImageInfo, check_size, image_suffix, read_header
 
-__all__ = ["find_cases", "is_dicom_series"]
+__all__ = ["case_header", "find_cases", "is_dicom_series"]
 
 
 def is_dicom_series(folder: str | os.PathLike) -> bool:
@@ -43,3 +43,21 @@ def find_cases(path: str | os.PathLike) -> list[Path]:
             f"{path}: nothing to predict (no .nii, .nii.gz, .nrrd, .mha, .mhd, .png, .tif file or DICOM series)"
         )
     return sorted(cases)
+
+
+def case_header(case: str | os.PathLike, max_voxels: int | None = MAX_SCAN_VOXELS) -> ImageInfo:
+    """The header of one case (an image file, a DICOM file or a DICOM series folder), checked before any voxel is
+    read: its size against ``max_voxels`` (spatial voxels x channels; ``None``: no limit) and, for NIfTI, NRRD and
+    MetaImage, against what the file can hold (:mod:`unet_med.data.readers`).
+
+    Raises:
+        ScanTooLarge: more voxels than ``max_voxels``.
+        ImageReadError: a header that cannot be read or promises more data than the file holds.
+        ValueError: a folder without a DICOM series.
+    """
+    from unet_med.data.sitk_reader import read_dicom_header
+
+    path = Path(case)
+    info = read_header(path) if path.is_file() and image_suffix(path) else read_dicom_header(path)
+    check_size(path, info.shape, info.channels, max_voxels)
+    return info

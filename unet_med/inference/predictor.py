@@ -44,8 +44,10 @@ import torch
 from monai.data import MetaTensor
 from monai.transforms import Compose, LoadImaged, Spacingd, apply_transform
 
+from unet_med.data.readers import MAX_SCAN_VOXELS
 from unet_med.data.sitk_reader import SITKReader
 from unet_med.inference.bundle_model import BundleModel
+from unet_med.inference.cases import case_header
 from unet_med.inference.inferer import ScanInferer
 from unet_med.inference.output import output_path, write_image
 from unet_med.inference.postprocess import (
@@ -128,6 +130,8 @@ class Predictor:
         progress: show MONAI's per-window progress bar.
         fast_layers: on a CPU, swap max pooling, 1x1 and stride-2 transposed convolutions and instance norm for
             the equivalents in :mod:`unet_med.inference.fastpath` (same function, less time).
+        max_voxels: a case whose header promises more voxels (x channels) is refused before any voxel is read
+            (:func:`~unet_med.inference.cases.case_header`); ``None``: no limit.
     """
 
     def __init__(
@@ -148,8 +152,10 @@ class Predictor:
         invert_voxel_limit: int = INVERT_VOXEL_LIMIT,
         progress: bool = False,
         fast_layers: bool = True,
+        max_voxels: int | None = MAX_SCAN_VOXELS,
     ) -> None:
         self.model = model
+        self.max_voxels = max_voxels
         self.device = torch.device(device)
         self.dtype = choose_precision(precision, self.device)
         self.roi_size = tuple(int(r) for r in (roi_size or model.patch_size))
@@ -230,6 +236,10 @@ class Predictor:
     def _load(self, path: Path) -> dict[str, Any]:
         if not path.exists():
             raise InputError(f"{path}: no such file or folder")
+        try:  # the header first: nothing large is read for a scan that is too large or lies about its size
+            case_header(path, self.max_voxels)
+        except (OSError, ValueError) as e:
+            raise InputError(" ".join(str(e).split())) from e
         try:
             data = self.loader({"image": str(path)})
         except Exception as e:  # every reader raises its own types for corrupt and truncated files
