@@ -4,6 +4,7 @@
 
     unet-med predict --bundle bundles/unet --input scans/ --output masks/ [--mirror] [--overlap 0.5]
         [--device cpu|cuda] [--precision auto|fp32|bf16|fp16] [--sw-batch-size 4] [--save-probabilities]
+        [--max-memory 8G] [--max-voxels N] [--dry-run]
 
 ``--input`` is a NIfTI/NRRD/MetaImage file, a PNG/TIFF (2D bundles), a DICOM series folder, or a folder of any
 of these. Each case is written as ``<case>_seg`` in the input's format (DICOM: NIfTI). A bad case is reported and
@@ -11,6 +12,9 @@ skipped; the exit status is 1 when any case failed, 2 when the bundle or the inp
 
 The bundle is recognised first (:mod:`unet_med.bundle.recognize`): a bundle whose configs are not what the
 installed template makes is refused before anything of it runs, unless ``--trust-bundle-code`` is given.
+
+Each case's header is checked and its memory planned before its voxels are read (docs/memory.md): a case larger
+than ``--max-voxels`` or needing more than ``--max-memory`` is refused in one line; ``--dry-run`` prints the plans.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import contextlib
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 __all__ = ["register"]
@@ -45,6 +50,7 @@ def _predict(args: argparse.Namespace) -> int:
         return 2
     try:
         cases = find_cases(args.input)
+        _check_weights(args)  # before the networks are built: a bundle whose widths alone exceed the budget
         model = load_bundle(
             args.bundle, device="cpu", model_file=args.model_file, trust_bundle_code=args.trust_bundle_code
         )
@@ -61,6 +67,7 @@ def _predict(args: argparse.Namespace) -> int:
             compile=args.compile,
             progress=not args.quiet,
             max_voxels=args.max_voxels or None,
+            max_memory=args.max_memory,
         )
     except (BundleError, FileNotFoundError, ValueError) as e:
         print(f"unet-med predict: {e}", file=sys.stderr)
@@ -73,6 +80,8 @@ def _predict(args: argparse.Namespace) -> int:
             f"{', mirroring' if args.mirror else ''}, {torch.get_num_threads()} threads",
             file=sys.stderr,
         )
+    if args.dry_run:
+        return _dry_run(predictor, cases)
     start = time.perf_counter()
     bar = tqdm(cases, desc="cases", unit="case", disable=args.quiet, position=0, leave=True, file=sys.stderr)
     # one block for all cases: each reuses the buffers of the last (see glibc_malloc_kept)
@@ -96,6 +105,32 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_weights(args: argparse.Namespace) -> None:
+    """Refuses a recognised bundle whose networks' weights alone exceed ``--max-memory`` (from its task)."""
+    from unet_med.bundle.task import TASK_FILE, load_task
+    from unet_med.inference.memory_plan import ModelSpec, check_weights, default_budget
+
+    if args.trust_bundle_code or not (Path(args.bundle) / TASK_FILE).is_file():
+        return  # an unrecognised bundle is refused by load_bundle; a trusted one has no task to read
+    budget = args.max_memory or default_budget()[0]
+    check_weights(ModelSpec.from_task(load_task(args.bundle)), budget, source=str(args.bundle))
+
+
+def _dry_run(predictor: Any, cases: list[Any]) -> int:
+    """``--dry-run``: each case's memory plan (or its refusal), one line per case; nothing is read past headers."""
+    from unet_med.inference.predictor import InputError
+
+    failed = 0
+    for case in cases:
+        try:
+            plan = predictor.plan(case)
+            print(f"plan  {case.name}: {plan.describe() if plan else 'no estimate (network of unknown sizes)'}")
+        except InputError as e:
+            failed += 1
+            print(f"FAIL  {e}")
+    return 1 if failed else 0
+
+
 def _run_case(predictor: Any, case: Any, args: argparse.Namespace, bar: Any) -> Any:
     """Predicts one case and reports it on the progress bar's stream."""
     from tqdm import tqdm
@@ -115,6 +150,15 @@ def _run_case(predictor: Any, case: Any, args: argparse.Namespace, bar: Any) -> 
 
 def _axes(text: str) -> list[int]:
     return [int(a) for a in text.split(",") if a.strip()]
+
+
+def _memory(text: str) -> int:
+    from unet_med.inference.memory_plan import parse_bytes
+
+    try:
+        return parse_bytes(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from e
 
 
 def _size(text: str) -> list[int]:
@@ -155,6 +199,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         default=1 << 30,
         help="refuse a scan whose header promises more voxels x channels, before reading it (default 2^30; 0: none)",
+    )
+    p.add_argument(
+        "--max-memory",
+        type=_memory,
+        default=None,
+        help="memory budget, e.g. 8G (default: 80%% of the memory available); a case that cannot fit is refused",
+    )
+    p.add_argument(
+        "--dry-run", action="store_true", help="print each case's memory estimate and choices; predict nothing"
     )
     p.add_argument("--model-file", default=None, help="weights to use instead of <bundle>/models/model.pt")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-case lines for cases that succeed")

@@ -49,6 +49,7 @@ from unet_med.data.sitk_reader import SITKReader
 from unet_med.inference.bundle_model import BundleModel
 from unet_med.inference.cases import case_header
 from unet_med.inference.inferer import ScanInferer
+from unet_med.inference.memory_plan import MemoryPlan, ModelSpec, current_rss, default_budget, plan_case
 from unet_med.inference.output import output_path, write_image
 from unet_med.inference.postprocess import (
     INVERT_VOXEL_LIMIT,
@@ -132,6 +133,9 @@ class Predictor:
             the equivalents in :mod:`unet_med.inference.fastpath` (same function, less time).
         max_voxels: a case whose header promises more voxels (x channels) is refused before any voxel is read
             (:func:`~unet_med.inference.cases.case_header`); ``None``: no limit.
+        max_memory: host memory budget in bytes for :mod:`~unet_med.inference.memory_plan`, which picks the
+            window batch (at most ``sw_batch_size``) and the stitching precision per case from its header, or
+            refuses the case; ``None``: 80% of the memory available now (on a GPU also its free memory).
     """
 
     def __init__(
@@ -153,6 +157,7 @@ class Predictor:
         progress: bool = False,
         fast_layers: bool = True,
         max_voxels: int | None = MAX_SCAN_VOXELS,
+        max_memory: int | None = None,
     ) -> None:
         self.model = model
         self.max_voxels = max_voxels
@@ -188,6 +193,12 @@ class Predictor:
             if isinstance(transform, Spacingd):  # MONAI resamples in float64 by default: 2x the scan's float32 size
                 transform.dtype = tuple(torch.float32 for _ in transform.dtype)
         self.loader.register(SITKReader())
+        spacing = next((t for t in model.preprocessing.transforms if isinstance(t, Spacingd)), None)
+        pixdim = None if spacing is None else spacing.spacing_transform.pixdim.tolist()
+        self.spec = ModelSpec.from_network(model.network, self.roi_size, pixdim)
+        self.sw_batch_size, self.stitch_budget_bytes = sw_batch_size, stitch_budget_bytes
+        budgets = default_budget(self.device)
+        self.budgets = budgets if max_memory is None else (max_memory, budgets[1])
 
     @staticmethod
     def _find_loader(pre: Compose) -> tuple[LoadImaged, int]:
@@ -236,10 +247,10 @@ class Predictor:
     def _load(self, path: Path) -> dict[str, Any]:
         if not path.exists():
             raise InputError(f"{path}: no such file or folder")
-        try:  # the header first: nothing large is read for a scan that is too large or lies about its size
-            case_header(path, self.max_voxels)
-        except (OSError, ValueError) as e:
-            raise InputError(" ".join(str(e).split())) from e
+        plan = self.plan(path)  # the header first: nothing large is read for a scan that is too large or lies
+        if plan is not None:
+            self.inferer.sw_batch_size = plan.sw_batch_size
+            self.inferer.stitch_budget_bytes = self.stitch_budget_bytes if plan.stitch_bytes == 4 else 0
         try:
             data = self.loader({"image": str(path)})
         except Exception as e:  # every reader raises its own types for corrupt and truncated files
@@ -253,6 +264,32 @@ class Predictor:
         for transform in pre.transforms[self.rest_start :]:
             data = apply_transform(transform, data, pre.map_items, pre.unpack_items, pre.log_stats)
         return data
+
+    def plan(self, path: Path) -> MemoryPlan | None:
+        """Checks the case's header (:func:`~unet_med.inference.cases.case_header`) and plans its memory
+        (:func:`~unet_med.inference.memory_plan.plan_case`; ``None`` for a network of unknown sizes).
+
+        Raises:
+            InputError: a header that is unreadable, too large or lies; a case that does not fit the budget.
+        """
+        try:
+            info = case_header(path, self.max_voxels)
+            if self.spec is None:
+                return None
+            unprepared = 0 if self.network in self.inferer._prepared else self.spec.weight_bytes() // 2
+            return plan_case(
+                path,
+                info,
+                self.spec,
+                *self.budgets,
+                sw_batch_size=self.sw_batch_size,
+                compute_bytes=torch.finfo(self.dtype).bits // 8,
+                device=self.device,
+                base=current_rss() + unprepared,
+                float32_stitch_limit=self.stitch_budget_bytes,
+            )
+        except (OSError, ValueError) as e:
+            raise InputError(" ".join(str(e).split())) from e
 
     def _check(self, path: Path, image: torch.Tensor) -> bool:
         """Checks dimensions, channels and values of a freshly loaded image (channels not yet first).
