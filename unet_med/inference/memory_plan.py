@@ -359,10 +359,11 @@ def check_weights(spec: ModelSpec, budget: int, source: str = "bundle") -> None:
     Raises:
         MemoryPlanError: one line naming the bundle, the weights' size and the budget.
     """
-    need = current_rss() + spec.weight_bytes()
-    if need > budget:
+    held = current_rss()
+    if held + spec.weight_bytes() > budget:
         widths = ",".join(map(str, spec.features))
         raise MemoryPlanError(
-            f"{source}: its network needs about {format_bytes(need)} for weights alone (widths {widths}, "
-            f"{spec.ensemble} member(s)), more than the budget of {format_bytes(budget)} (--max-memory)"
+            f"{source}: its network needs about {format_bytes(spec.weight_bytes())} for weights alone (widths "
+            f"{widths}, {spec.ensemble} member(s)) on top of the {format_bytes(held)} this process holds, more than "
+            f"the budget of {format_bytes(budget)} (--max-memory)"
         )
