@@ -49,6 +49,7 @@ __all__ = [
     "default_budget",
     "format_bytes",
     "parse_bytes",
+    "plan_bundle_cases",
     "plan_case",
     "resampled_shape",
 ]
@@ -367,3 +368,34 @@ def check_weights(spec: ModelSpec, budget: int, source: str = "bundle") -> None:
             f"{widths}, {spec.ensemble} member(s)) on top of the {format_bytes(held)} this process holds, more than "
             f"the budget of {format_bytes(budget)} (--max-memory)"
         )
+
+
+def plan_bundle_cases(
+    bundle_dir: str | os.PathLike,
+    cases: Sequence[str | os.PathLike],
+    budget: int | None = None,
+    sw_batch_size: int = 4,
+) -> list[MemoryPlan]:
+    """For callers that run a bundle's own workflow (``bundle run``, ``verify``'s end-to-end check), whose choices
+    the plan cannot change: checks the weights, then each case's header and plan, from the bundle's task.
+
+    Returns:
+        The plans (``[]`` for a bundle without a task description: one run with ``--trust-bundle-code``).
+
+    Raises:
+        MemoryPlanError: the weights or a case do not fit ``budget`` (default :func:`default_budget`).
+        ImageReadError: a header that is unreadable, too large or lies.
+    """
+    from pathlib import Path
+
+    from unet_med.bundle.task import TASK_FILE, load_task
+    from unet_med.inference.cases import case_header
+
+    root = Path(bundle_dir)
+    if not (root / TASK_FILE).is_file():
+        return []
+    spec = ModelSpec.from_task(load_task(root))
+    budget = budget or default_budget()[0]
+    check_weights(spec, budget, source=str(root))
+    base = current_rss() + spec.weight_bytes()
+    return [plan_case(c, case_header(c), spec, budget, base=base, sw_batch_size=sw_batch_size) for c in cases]
