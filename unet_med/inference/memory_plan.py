@@ -14,7 +14,8 @@ bytes, ``a`` the network's compute precision's bytes, ``b`` the window batch):
   ``W (a sum_l f_l / r_l + f_0 (3 a + 8) + 12 K)`` for a window of ``W`` voxels, widths ``f_l`` and pooling
   factors ``r_l``;
 - **write**: the scores, the label map with its connected components, and the mask back on the input's grid,
-  ``K V_r s + 9 V_r + 8 V_in``.
+  ``K V_r s + 9 V_r + 8 V_in``, plus MONAI's float64 sampling grid ``(8 d + 8) V_in`` for a resampled scan of at
+  most :data:`~unet_med.inference.postprocess.INVERT_VOXEL_LIMIT` voxels (larger ones go back slab by slab).
 
 The peak is the process's memory when planning (:func:`current_rss`: the interpreter, torch, the loaded weights)
 plus the largest phase. On a GPU the activations and a copy of the weights count against the device's memory.
@@ -39,6 +40,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from unet_med.data.readers import ImageInfo
+from unet_med.inference.postprocess import INVERT_VOXEL_LIMIT
 
 __all__ = [
     "MemoryPlan",
@@ -295,11 +297,12 @@ def _estimate(
     dims, classes = spec.spatial_dims, spec.num_classes
     activations = sw_batch_size * spec.window_activations(compute_bytes)
     raw = info.dtype.itemsize if info.dtype.kind in "iufb" else 4
+    invertd = spec.pixdim is not None and v_in <= INVERT_VOXEL_LIMIT  # MONAI's Invertd: a float64 sampling grid
     phases = {
         "load": v_in * channels * (raw + 4),
         "resample": v_in * channels * 4 + v_r * (3 * channels + dims) * 4 if spec.pixdim is not None else 0,
         "window": v_r * channels * 4 + (classes + 1) * v_r * stitch_bytes + (0 if on_gpu else activations),
-        "write": classes * v_r * stitch_bytes + 9 * v_r + 8 * v_in,
+        "write": classes * v_r * stitch_bytes + 9 * v_r + 8 * v_in + (v_in * (8 * dims + 8) if invertd else 0),
     }
     gpu = activations + spec.weight_bytes() // 2 if on_gpu else None
     return MemoryPlan(
