@@ -91,12 +91,13 @@ def test_the_weight_count_from_the_task_matches_the_network(name):
 
 
 def test_a_tight_budget_lowers_the_window_batch_then_the_stitching_precision():
-    full = plan_case("ct.nii.gz", info(), spec(), budget=BIG, base=0, sw_batch_size=4)
+    model = spec(patch_size=(128, 128, 64))  # a window whose activations make the window phase the largest
+    full = plan_case("ct.nii.gz", info(), model, budget=BIG, base=0, sw_batch_size=4)
     assert (full.sw_batch_size, full.stitch_bytes) == (4, 4)
-    one = plan_case("ct.nii.gz", info(), spec(), budget=BIG, base=0, sw_batch_size=1)
-    plan = plan_case("ct.nii.gz", info(), spec(), budget=one.peak, base=0, sw_batch_size=4)
+    one = plan_case("ct.nii.gz", info(), model, budget=BIG, base=0, sw_batch_size=1)
+    plan = plan_case("ct.nii.gz", info(), model, budget=one.peak, base=0, sw_batch_size=4)
     assert (plan.sw_batch_size, plan.stitch_bytes) == (1, 4) and plan.peak <= one.peak
-    half = plan_case("ct.nii.gz", info(), spec(), budget=one.peak - 1, base=0, sw_batch_size=4)
+    half = plan_case("ct.nii.gz", info(), model, budget=one.peak - 1, base=0, sw_batch_size=4)
     assert half.stitch_bytes == 2 and half.peak < one.peak
 
 
