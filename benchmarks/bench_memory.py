@@ -87,6 +87,7 @@ def main() -> None:
     parser.add_argument("--json", default=None, help="write the rows here")
     parser.add_argument("--tight", action="store_true", help="also run with budgets below the measured peak")
     parser.add_argument("--only", default=None, help="run only the cases whose bundle or file name holds this")
+    parser.add_argument("--estimate-only", action="store_true", help="dry runs only (no prediction measured)")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -95,6 +96,10 @@ def main() -> None:
             if args.only and args.only not in bundle and args.only not in case.name:
                 continue
             estimate, line = _estimate(bundle, case)
+            if args.estimate_only:
+                print(f"{bundle:20s} {case.name:32s} est {estimate / 2**20:7.0f} MiB", flush=True)
+                rows.append({"bundle": bundle, "case": case.name, "estimate": estimate, "plan": line})
+                continue
             _, rss, seconds = _predict(bundle, case, work / "out")
             row = {"bundle": bundle, "case": case.name, "estimate": estimate, "measured": rss, "seconds": seconds}
             row["error"] = estimate / rss - 1
