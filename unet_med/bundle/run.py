@@ -69,6 +69,8 @@ def run_bundle(
     Raises:
         unet_med.bundle.manifest.BundleError: the bundle is not recognised (and not trusted).
         ValueError: an unknown workflow.
+        unet_med.inference.memory_plan.MemoryPlanError: ``inferring`` a case or with weights that do not fit the
+            memory available (:func:`~unet_med.inference.memory_plan.plan_bundle_cases`).
     """
     from monai.bundle import ConfigWorkflow
 
@@ -78,6 +80,11 @@ def run_bundle(
     root = Path(bundle_dir).resolve()
     overrides = dict(overrides or {})
     recognised = require_recognized(root, trust_bundle_code=trust_bundle_code, weights=needs_weights)
+    if workflow == "inferring" and "input" in overrides:  # weights and cases planned before anything is built
+        from unet_med.inference.cases import find_cases
+        from unet_med.inference.memory_plan import plan_bundle_cases
+
+        plan_bundle_cases(root, find_cases(overrides["input"]))
     paths = [str(root / "configs" / f) for f in files]
     quiet = drop_log_records("monai.bundle.workflows", "Logging file is set to False")  # on purpose: see above
     with tempfile.TemporaryDirectory(prefix="unet-med-run-") as private:

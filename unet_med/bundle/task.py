@@ -33,7 +33,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TASK_FILE", "TASK_FORMAT", "TASK_SCHEMA", "TaskError", "load_task", "validate_task"]
+__all__ = ["BOUNDS", "TASK_FILE", "TASK_FORMAT", "TASK_SCHEMA", "TaskError", "load_task", "validate_task"]
 
 #: Where a bundle keeps its task description.
 TASK_FILE = "configs/task.json"
@@ -47,8 +47,38 @@ _NAME = {"type": "string", "pattern": r"^[A-Za-z0-9_][A-Za-z0-9 _().,+\-/]{0,63}
 _TEXT = {"type": "string", "pattern": r"^[^$@%#\x00-\x1f][^#\x00-\x1f]{0,1999}$"}
 _POS_INT = {"type": "integer", "minimum": 1}
 _POS_NUM = {"type": "number", "exclusiveMinimum": 0}
-_SIZES = {"type": "array", "items": _POS_INT, "minItems": 2, "maxItems": 3}
 _SPACING = {"type": "array", "items": _POS_NUM, "minItems": 2, "maxItems": 3}
+
+#: Plausible bounds: a value outside is a schema error naming the field, the value and the bound. Each keeps a
+#: received task from asking for absurd memory or time; docs/memory.md ("Bounds") gives the reason for each.
+BOUNDS: dict[str, tuple[float, float]] = {
+    "network.features[]": (1, 1024),
+    "patch_size[] (3D)": (1, 256),
+    "patch_size[] (2D)": (1, 2048),
+    "pixdim[] (mm; CT, MRI)": (0.1, 20.0),
+    "pixdim[] (microscopy, the image's unit)": (0.001, 1000.0),
+    "training.max_epochs": (1, 10000),
+    "training.val_interval": (1, 10000),
+    "training.batch_size": (1, 64),
+    "training.num_samples": (1, 32),
+    "training.val_sw_batch_size": (1, 64),
+    "training.learning_rate": (0, 1.0),
+    "training.warmup_epochs": (0, 1000),
+    "training.demo.shape[]": (1, 256),
+}
+
+
+def _int(name: str) -> dict[str, Any]:
+    low, high = BOUNDS[name]
+    return {"type": "integer", "minimum": int(low), "maximum": int(high)}
+
+
+def _range(name: str) -> dict[str, float]:
+    low, high = BOUNDS[name]
+    return {"minimum": low, "maximum": high}
+
+
+_SIZES = {"type": "array", "items": _int("patch_size[] (2D)"), "minItems": 2, "maxItems": 3}
 _VERSION = {"type": "string", "pattern": r"^[0-9]+\.[0-9]+\.[0-9]+$"}
 _RANGE = {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2}
 # A coded concept (DICOM code sequence item): scheme designator (SH), code value, code meaning (LO, 64 characters).
@@ -78,6 +108,20 @@ def _fingerprint_schema() -> dict[str, Any]:
         },
         ("num_cases", "channels", "intensity"),
     )
+
+
+def _when(condition: dict[str, Any], then: dict[str, Any]) -> dict[str, Any]:
+    """A bound that holds for some tasks only (by dimensions or modality)."""
+    return {"if": {"properties": condition, "required": list(condition)}, "then": {"properties": then}}
+
+
+def _spacings(name: str) -> dict[str, Any]:
+    """The spacing bounds of one modality, for ``preprocessing.pixdim`` and ``training.demo.spacing``."""
+    spacing = {"items": _range(name)}  # "items" leaves a null pixdim alone
+    return {
+        "preprocessing": {"properties": {"pixdim": spacing}},
+        "training": {"properties": {"demo": {"properties": {"spacing": spacing}}}},
+    }
 
 
 #: The JSON Schema of a task description. Every object is closed (``additionalProperties: false``).
@@ -110,7 +154,7 @@ TASK_SCHEMA: dict[str, Any] = {
             ),
             "network": _obj(
                 {
-                    "features": {"type": "array", "items": _POS_INT, "minItems": 2, "maxItems": 6},
+                    "features": {"type": "array", "items": _int("network.features[]"), "minItems": 2, "maxItems": 6},
                     "norm": {"enum": ["instance", "batch", None]},
                     "pool_sizes": {
                         "type": "array",
@@ -125,11 +169,11 @@ TASK_SCHEMA: dict[str, Any] = {
             "patch_size": _SIZES,
             "training": _obj(
                 {
-                    "max_epochs": _POS_INT,
-                    "val_interval": _POS_INT,
-                    "batch_size": _POS_INT,
-                    "num_samples": _POS_INT,
-                    "learning_rate": _POS_NUM,
+                    "max_epochs": _int("training.max_epochs"),
+                    "val_interval": _int("training.val_interval"),
+                    "batch_size": _int("training.batch_size"),
+                    "num_samples": _int("training.num_samples"),
+                    "learning_rate": {"type": "number", "exclusiveMinimum": 0, "maximum": 1.0},
                     "amp": {"type": "boolean"},
                     "loss": {"enum": ["dice_ce", "ce", "border_weighted_ce"]},
                     "border_weights": _obj(
@@ -145,7 +189,7 @@ TASK_SCHEMA: dict[str, Any] = {
                     "demo": _obj(
                         {
                             "num_cases": {"type": "integer", "minimum": 2, "maximum": 256},
-                            "shape": _SIZES,
+                            "shape": {**_SIZES, "items": _int("training.demo.shape[]")},
                             "spacing": _SPACING,
                         },
                     ),
@@ -155,9 +199,9 @@ TASK_SCHEMA: dict[str, Any] = {
                     "compile": {"type": "boolean"},
                     "channels_last": {"type": "boolean"},
                     "lr_schedule": {"enum": ["cosine", "warmup_cosine"]},
-                    "warmup_epochs": {"type": "number", "minimum": 0},
+                    "warmup_epochs": {"type": "number", **_range("training.warmup_epochs")},
                     "val_overlap": {"type": "number", "minimum": 0, "maximum": 0.9},
-                    "val_sw_batch_size": _POS_INT,
+                    "val_sw_batch_size": _int("training.val_sw_batch_size"),
                 }
             ),
             "inference": _obj({"ensemble": {"type": "integer", "minimum": 1, "maximum": 16}}),
@@ -222,6 +266,11 @@ TASK_SCHEMA: dict[str, Any] = {
         },
         ("format", "spatial_dims", "modality", "channels", "classes", "network", "patch_size", "card"),
     ),
+    "allOf": [
+        _when({"spatial_dims": {"const": 3}}, {"patch_size": {"items": _int("patch_size[] (3D)")}}),
+        _when({"modality": {"enum": ["ct", "mri"]}}, _spacings("pixdim[] (mm; CT, MRI)")),
+        _when({"modality": {"const": "microscopy"}}, _spacings("pixdim[] (microscopy, the image's unit)")),
+    ],
 }
 
 

@@ -206,6 +206,20 @@ def _synthetic_volume(root: Path, path: Path) -> Any:
     return image
 
 
+def _weights_fit(root: Path) -> str | None:
+    """Why the bundle's networks do not fit the memory available (from its task), or ``None``."""
+    from unet_med.bundle.task import TaskError, load_task
+    from unet_med.inference.memory_plan import MemoryPlanError, ModelSpec, check_weights, default_budget
+
+    try:
+        check_weights(ModelSpec.from_task(load_task(root)), default_budget()[0], source=str(root))
+    except MemoryPlanError as e:
+        return str(e)
+    except TaskError:  # no (valid) task: a bundle run with --trust-bundle-code; nothing to plan from
+        pass
+    return None
+
+
 def _run_inferring(root: Path, input_path: Path, out: Path, trust: bool) -> Path:
     """The bundle's ``inferring`` workflow on ``input_path`` on the CPU (behind the gate); returns ``out``."""
     from unet_med.bundle.run import run_bundle
@@ -340,6 +354,13 @@ def verify_bundle(
         if any(c.status == "FAIL" for c in trust) and not trust_bundle_code:
             reason = f"not run: the bundle is not recognised (see above; {TRUST_FLAG} accepts its code)"
             report.checks += [Check(name, "SKIP", reason) for name in _RUN_STAGE]
+            return report
+        weights = _weights_fit(root)
+        if weights:  # a bundle whose networks alone exceed the memory available: nothing of it is built
+            report.checks.append(Check("memory", "FAIL", weights))
+            report.checks += [
+                Check(name, "SKIP", "not run: the network does not fit (see above)") for name in _RUN_STAGE
+            ]
             return report
         _timed(report, "network in/out", lambda: _net_in_out(root))
         with tempfile.TemporaryDirectory(prefix="unet-med-verify-work-") as tmp:

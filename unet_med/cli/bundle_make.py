@@ -109,7 +109,7 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
     try:
         overrides = parse_overrides(extra)
         run_bundle(args.bundle, args.workflow, overrides, trust_bundle_code=args.trust_bundle_code)
-    except (BundleError, ValueError) as e:
+    except (BundleError, ValueError, OSError) as e:  # OSError: a scan's header that is too large or lies
         print(f"unet-med bundle run: {e}", file=sys.stderr)
         return 2
     return 0

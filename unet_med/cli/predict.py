@@ -5,6 +5,7 @@
     unet-med predict --bundle bundles/unet --input scans/ --output masks/ [--overwrite] [--mirror] [--overlap 0.5]
         [--device cpu|cuda] [--precision auto|fp32|bf16|fp16] [--sw-batch-size 4] [--save-probabilities]
         [--format nifti|dicom-seg|rtstruct[,...]] [--series UID]
+        [--max-memory 8G] [--max-voxels N] [--dry-run]
 
 ``--input`` is a NIfTI/NRRD/MetaImage file, a PNG/TIFF (2D bundles), a DICOM series folder, or a folder of any
 of these; a patient or study folder is searched down to its DICOM series, and the folders passed over are listed
@@ -25,6 +26,9 @@ For a DICOM series, ``--format dicom-seg`` writes ``<case>_seg.dcm`` (DICOM SEG)
 
 The bundle is recognised first (:mod:`unet_med.bundle.recognize`): a bundle whose configs are not what the
 installed template makes is refused before anything of it runs, unless ``--trust-bundle-code`` is given.
+
+Each case's header is checked and its memory planned before its voxels are read (docs/memory.md): a case larger
+than ``--max-voxels`` or needing more than ``--max-memory`` is refused in one line; ``--dry-run`` prints the plans.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import contextlib
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_UNUSABLE", "EXIT_WARNINGS", "register"]
@@ -66,6 +71,7 @@ def _predict(args: argparse.Namespace) -> int:
     try:
         found = discover_cases(args.input)
         cases, outputs = found.cases, _outputs(found.cases, args)
+        _check_weights(args)  # before the networks are built: a bundle whose widths alone exceed the budget
         model = load_bundle(
             args.bundle, device="cpu", model_file=args.model_file, trust_bundle_code=args.trust_bundle_code
         )
@@ -83,6 +89,8 @@ def _predict(args: argparse.Namespace) -> int:
             progress=not args.quiet,
             output_formats=args.format,
             series_uid=args.series,
+            max_voxels=args.max_voxels or None,
+            max_memory=args.max_memory,
         )
     except (BundleError, FileNotFoundError, ValueError) as e:
         print(f"unet-med predict: {e}", file=sys.stderr)
@@ -96,6 +104,8 @@ def _predict(args: argparse.Namespace) -> int:
             f"{', mirroring' if args.mirror else ''}, {torch.get_num_threads()} threads",
             file=sys.stderr,
         )
+    if args.dry_run:
+        return _dry_run(predictor, cases)
     start = time.perf_counter()
     bar = tqdm(cases, desc="cases", unit="case", disable=args.quiet, position=0, leave=True, file=sys.stderr)
     # one block for all cases: each reuses the buffers of the last (see glibc_malloc_kept)
@@ -159,6 +169,32 @@ def _report_found(found: Any) -> None:
         print(f"skipped {found.relative(folder)}: {why}", file=sys.stderr)
 
 
+def _check_weights(args: argparse.Namespace) -> None:
+    """Refuses a recognised bundle whose networks' weights alone exceed ``--max-memory`` (from its task)."""
+    from unet_med.bundle.task import TASK_FILE, load_task
+    from unet_med.inference.memory_plan import ModelSpec, check_weights, default_budget
+
+    if args.trust_bundle_code or not (Path(args.bundle) / TASK_FILE).is_file():
+        return  # an unrecognised bundle is refused by load_bundle; a trusted one has no task to read
+    budget = args.max_memory or default_budget()[0]
+    check_weights(ModelSpec.from_task(load_task(args.bundle)), budget, source=str(args.bundle))
+
+
+def _dry_run(predictor: Any, cases: list[Any]) -> int:
+    """``--dry-run``: each case's memory plan (or its refusal), one line per case; nothing is read past headers."""
+    from unet_med.inference.predictor import InputError
+
+    failed = 0
+    for case in cases:
+        try:
+            plan = predictor.plan(case)
+            print(f"plan  {case.name}: {plan.describe() if plan else 'no estimate (network of unknown sizes)'}")
+        except InputError as e:
+            failed += 1
+            print(f"FAIL  {e}")
+    return 1 if failed else 0
+
+
 def _run_case(predictor: Any, case: Any, args: argparse.Namespace, bar: Any, name: str) -> Any:
     """Predicts one case and reports it on the progress bar's stream (input size; the grid it ran on)."""
     from tqdm import tqdm
@@ -181,6 +217,15 @@ def _run_case(predictor: Any, case: Any, args: argparse.Namespace, bar: Any, nam
 
 def _axes(text: str) -> list[int]:
     return [int(a) for a in text.split(",") if a.strip()]
+
+
+def _memory(text: str) -> int:
+    from unet_med.inference.memory_plan import parse_bytes
+
+    try:
+        return parse_bytes(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from e
 
 
 def _size(text: str) -> list[int]:
@@ -219,6 +264,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--save-probabilities", action="store_true", help="also write class probabilities (<case>_prob)")
     p.add_argument("--compile", action="store_true", help="torch.compile the network (slow first call)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: the cores this process may use)")
+    p.add_argument(
+        "--max-voxels",
+        type=int,
+        default=1 << 30,
+        help="refuse a scan whose header promises more voxels x channels, before reading it (default 2^30; 0: none)",
+    )
+    p.add_argument(
+        "--max-memory",
+        type=_memory,
+        default=None,
+        help="memory budget, e.g. 8G (default: 80%% of the memory available); a case that cannot fit is refused",
+    )
+    p.add_argument(
+        "--dry-run", action="store_true", help="print each case's memory estimate and choices; predict nothing"
+    )
     p.add_argument("--model-file", default=None, help="weights to use instead of <bundle>/models/model.pt")
     p.add_argument(
         "--format",

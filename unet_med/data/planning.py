@@ -72,7 +72,7 @@ def plan_from_fingerprint(
         thick = int(target.argmax())
         target[thick] = np.percentile(spacings[:, thick], 10)
     median_shape = np.median(shapes * spacings / target, axis=0)
-    patch = np.maximum(np.round(median_shape), 16).astype(int)
+    patch = np.clip(np.round(median_shape), 16, 256).astype(int)  # 256: the task schema's bound per 3D axis
     while int(np.prod(patch)) > max_patch_voxels:
         axis = int(np.argmax(patch * target))  # shrink the longest side in mm
         patch[axis] = max(16, int(patch[axis] * 0.9))

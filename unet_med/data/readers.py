@@ -13,6 +13,14 @@ axes first, channels last) and the 4x4 affine maps a voxel index to RAS+ world m
 
 A file that cannot be read (missing, truncated, corrupt) raises :class:`ImageReadError` naming the file.
 
+Reading stays within bounds (docs/memory.md): :func:`read_array` checks the header before it reads any voxel, and
+refuses a scan with more than ``max_voxels`` voxels (spatial voxels times channels, default
+:data:`MAX_SCAN_VOXELS`) with :class:`ScanTooLarge`. A NIfTI or single-file NRRD/MetaImage header that promises more
+data than the file can hold (more than the file's size uncompressed, more than deflate's 1032:1 ratio allows
+compressed) is an :class:`ImageReadError` from :func:`read_header` already. A gzip stream is never inflated past
+what the (checked) header promises: nibabel reads exactly ``vox_offset + nbytes`` from it, so a small header over a
+stream of gigabytes of zeros costs only the header's size.
+
 Example::
 
     info = read_header("imagesTr/hippocampus_001.nii.gz")
@@ -24,13 +32,24 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from pathlib import Path
 from typing import cast
 
 import numpy as np
 
-__all__ = ["SUPPORTED_SUFFIXES", "ImageInfo", "ImageReadError", "image_suffix", "read_array", "read_header"]
+__all__ = [
+    "MAX_SCAN_VOXELS",
+    "SUPPORTED_SUFFIXES",
+    "ImageInfo",
+    "ImageReadError",
+    "ScanTooLarge",
+    "check_size",
+    "image_suffix",
+    "read_array",
+    "read_header",
+]
 
 _NIFTI = (".nii.gz", ".nii")
 _ITK = (".nrrd", ".nhdr", ".mha", ".mhd")
@@ -43,10 +62,19 @@ SUPPORTED_SUFFIXES: tuple[str, ...] = _NIFTI + _ITK + _PIL + _TIFF
 _PIL_DTYPES = {"1": "bool", "I;16": "uint16", "I;16B": "uint16", "I;16L": "uint16", "I": "int32", "F": "float32"}
 # TIFF axis letters that hold samples or channels rather than space (tifffile's series axes).
 _TIFF_CHANNEL_AXES = "SC"
+#: Most voxels (spatial voxels x channels) a scan may have before it is read: 2^30, e.g. a 512x512x4096 CT
+#: (whole-body CTs at 0.5 mm are 512x512x~2000); 4 GiB as float32.
+MAX_SCAN_VOXELS = 1 << 30
+# Deflate's largest compression ratio is 1032:1: a compressed stream of n bytes holds at most ~1032 n bytes.
+_DEFLATE_MAX_RATIO = 1032
 
 
 class ImageReadError(OSError):
     """A file exists but cannot be read as an image (corrupt, truncated, or not the format its name says)."""
+
+
+class ScanTooLarge(ImageReadError):
+    """A scan whose header promises more voxels than the reader's ``max_voxels`` allows."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,11 +128,29 @@ def read_header(path: str | os.PathLike) -> ImageInfo:
     return _read(path, with_data=False)[0]
 
 
-def read_array(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """Loads the full voxel array and its affine.
+def check_size(
+    path: str | os.PathLike, shape: tuple[int, ...], channels: int, max_voxels: int | None = MAX_SCAN_VOXELS
+) -> None:
+    """Refuses a scan of ``shape`` x ``channels`` voxels when that is more than ``max_voxels`` (``None``: no limit).
+
+    Raises:
+        ScanTooLarge: one line naming the file, its size from the header, and the limit.
+    """
+    voxels = math.prod(int(s) for s in shape) * int(channels)
+    if max_voxels is not None and voxels > max_voxels:
+        size = "x".join(str(int(s)) for s in shape) + (f" x {channels} channels" if channels > 1 else "")
+        raise ScanTooLarge(
+            f"{path}: the header promises {size} = {voxels:,} voxels, more than the limit of {max_voxels:,} "
+            "voxels per scan (raise it with --max-voxels if the scan is real)"
+        )
+
+
+def read_array(path: str | os.PathLike, max_voxels: int | None = MAX_SCAN_VOXELS) -> tuple[np.ndarray, np.ndarray]:
+    """Loads the full voxel array and its affine, after checking the header (see :func:`check_size`).
 
     Args:
         path: image file with one of :data:`SUPPORTED_SUFFIXES`.
+        max_voxels: most voxels (spatial x channels) to read; ``None`` for no limit.
 
     Returns:
         ``(data, affine)``: ``data`` has the spatial axes first and, when the image has more than one channel, the
@@ -115,7 +161,10 @@ def read_array(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
         FileNotFoundError: ``path`` does not exist.
         ValueError: the suffix is not a supported image format.
         ImageReadError: the file is corrupt or truncated.
+        ScanTooLarge: the header promises more than ``max_voxels`` voxels (nothing of the data is read).
     """
+    info = read_header(path)
+    check_size(path, info.shape, info.channels, max_voxels)
     info, data = _read(path, with_data=True)
     return cast(np.ndarray, data), info.affine
 
@@ -138,6 +187,27 @@ def _read(path: str | os.PathLike, with_data: bool) -> tuple[ImageInfo, np.ndarr
         raise ImageReadError(f"{path}: unreadable or truncated file, cannot read its {what} ({detail})") from exc
 
 
+def _check_fits(path: Path, offset: int, nbytes: int, compressed: bool) -> None:
+    """Refuses a header that promises more data than a file of this size can hold."""
+    size = path.stat().st_size
+    room = _DEFLATE_MAX_RATIO * size + (64 << 10) if compressed else size
+    if offset + nbytes > room:
+        holds = f"a {size:,}-byte {'compressed ' if compressed else ''}file holds at most {room:,}"
+        raise ImageReadError(f"{path}: the header promises {offset + nbytes:,} bytes of data; {holds} (a lying header)")
+
+
+def _deflate_or_raw(path: Path) -> bool:
+    """Whether ``path`` is a MetaImage or NRRD holding its own data, raw or zlib/gzip-compressed (not bzip2)."""
+    suffix = path.suffix.lower()
+    if suffix not in (".mha", ".nrrd"):
+        return False
+    with path.open("rb") as f:
+        head = f.read(4096).split(b"\n\n", 1)[0].lower() + b"\n"  # a NRRD header ends with an empty line
+    if suffix == ".mha":
+        return b"elementdatafile = local" in head
+    return b"data file:" not in head and any(f"encoding: {e}\n".encode() in head for e in ("raw", "gz", "gzip"))
+
+
 def _read_nifti(path: Path, with_data: bool) -> tuple[ImageInfo, np.ndarray | None]:
     import nibabel as nib
 
@@ -145,6 +215,8 @@ def _read_nifti(path: Path, with_data: bool) -> tuple[ImageInfo, np.ndarray | No
     if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
         raise ImageReadError(f"{path}: not a NIfTI image (nibabel read it as {type(img).__name__})")
     full_shape = tuple(int(s) for s in img.shape)
+    nbytes = math.prod(full_shape) * np.dtype(img.get_data_dtype()).itemsize
+    _check_fits(path, int(img.header.get_data_offset()), nbytes, compressed=path.name.lower().endswith(".gz"))
     spatial = full_shape[:3]
     channels = int(np.prod(full_shape[3:], dtype=np.int64)) if len(full_shape) > 3 else 1
     zooms = img.header.get_zooms()[: len(spatial)]
@@ -190,6 +262,9 @@ def _read_itk(path: Path, with_data: bool) -> tuple[ImageInfo, np.ndarray | None
     affine[:2] *= -1.0  # LPS -> RAS: negate the x and y world rows (as nibabel does for ITK-made files)
     affine += 0.0  # no negative zeros in the printed matrix
     channels = int(reader.GetNumberOfComponents())
+    if _deflate_or_raw(path):
+        nbytes = math.prod(shape) * channels * _itk_dtype(reader.GetPixelID()).itemsize
+        _check_fits(path, 0, nbytes, compressed=True)
     info = ImageInfo(path, shape, channels, tuple(float(s) for s in spacing), affine, _itk_dtype(reader.GetPixelID()))
     if not with_data:
         return info, None

@@ -29,7 +29,9 @@ import numpy as np
 from monai.data.image_reader import ImageReader
 from monai.utils import MetaKeys, SpaceKeys
 
-__all__ = ["SITK_SUFFIXES", "SITKReader", "itk_geometry_from_affine", "read_dicom_series"]
+from unet_med.data.readers import ImageInfo, ImageReadError, _itk_dtype
+
+__all__ = ["SITK_SUFFIXES", "SITKReader", "itk_geometry_from_affine", "read_dicom_header", "read_dicom_series"]
 
 # With pydicom installed, every LoadImage(d) builds MONAI's NvImgCodecPydicomReader, which warns (and logs) on each
 # construction that NVIDIA's optional nvImageCodec is absent; pydicom's own decoders (and this reader) are used.
@@ -67,6 +69,50 @@ def read_dicom_series(folder: str | os.PathLike, series_uid: str | None = None) 
         return reader.Execute()
     finally:
         sitk.ProcessObject.SetGlobalWarningDisplay(previous)
+
+
+def read_dicom_header(path: str | os.PathLike) -> ImageInfo:
+    """The header of a DICOM series folder (its first series) or a single DICOM file, without reading pixels.
+
+    A series' shape is ``(columns, rows, number of files)``; its slice spacing is the distance between the first
+    two slices' positions.
+
+    Raises:
+        ValueError: a folder without a DICOM series.
+        ImageReadError: a file whose header cannot be read.
+    """
+    import SimpleITK as sitk
+
+    path = Path(path)
+    files = [str(path)]
+    if path.is_dir():
+        series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(path))
+        if not series:
+            raise ValueError(f"{path}: no DICOM series found in this folder")
+        files = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(path), series[0]))
+    headers = []
+    for name in files[:2]:
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(name)
+        try:
+            reader.ReadImageInformation()
+        except RuntimeError as e:
+            raise ImageReadError(f"{path}: cannot read the DICOM header of {Path(name).name}") from e
+        headers.append(reader)
+    first = headers[0]
+    size, spacing = list(first.GetSize()), list(first.GetSpacing())
+    if path.is_dir():
+        size = [*size[:2], len(files)]
+        if len(headers) > 1:
+            gap = np.linalg.norm(np.subtract(headers[1].GetOrigin(), first.GetOrigin()))
+            spacing = [*spacing[:2], float(gap) if gap > 0 else spacing[-1]]
+    shape = tuple(int(s) for s in size if s > 1) if not path.is_dir() else tuple(int(s) for s in size)
+    affine = np.eye(4)  # spacing only: the planner needs sizes, not the orientation
+    k = min(len(spacing), 3)
+    affine[:k, :k] = np.diag(spacing[:k])
+    dtype = _itk_dtype(first.GetPixelID())
+    channels = int(first.GetNumberOfComponents())
+    return ImageInfo(path, shape, channels, tuple(float(s) for s in spacing[: len(shape)]), affine, dtype)
 
 
 def _affine_ras(image: Any) -> np.ndarray:

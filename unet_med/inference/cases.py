@@ -24,9 +24,17 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from unet_med.data.readers import image_suffix
+from unet_med.data.readers import MAX_SCAN_VOXELS, ImageInfo, check_size, image_suffix, read_header
 
-__all__ = ["Discovery", "dicom_series_ids", "discover_cases", "find_cases", "is_dicom_series", "quiet_itk"]
+__all__ = [
+    "Discovery",
+    "case_header",
+    "dicom_series_ids",
+    "discover_cases",
+    "find_cases",
+    "is_dicom_series",
+    "quiet_itk",
+]
 
 # What a DICOM object of a modality that is not an image series is, for the message of a skipped folder.
 _NOT_IMAGES = {
@@ -63,6 +71,7 @@ def dicom_series_ids(folder: str | os.PathLike) -> tuple[str, ...]:
         return ()
     with quiet_itk():
         return tuple(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
+
 
 
 def is_dicom_series(folder: str | os.PathLike) -> bool:
@@ -174,3 +183,36 @@ def find_cases(path: str | os.PathLike) -> list[Path]:
         ValueError: the folder holds nothing to predict.
     """
     return discover_cases(path).cases
+    path = Path(path).expanduser().absolute()
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise FileNotFoundError(f"input not found: {path}")
+    entries = sorted(p for p in path.iterdir() if not p.name.startswith("."))
+    files = [p for p in entries if p.is_file() and image_suffix(p)]
+    if not files and is_dicom_series(path):
+        return [path]
+    cases = files + [p for p in entries if p.is_dir() and is_dicom_series(p)]
+    if not cases:
+        raise ValueError(
+            f"{path}: nothing to predict (no .nii, .nii.gz, .nrrd, .mha, .mhd, .png, .tif file or DICOM series)"
+        )
+    return sorted(cases)
+
+
+def case_header(case: str | os.PathLike, max_voxels: int | None = MAX_SCAN_VOXELS) -> ImageInfo:
+    """The header of one case (an image file, a DICOM file or a DICOM series folder), checked before any voxel is
+    read: its size against ``max_voxels`` (spatial voxels x channels; ``None``: no limit) and, for NIfTI, NRRD and
+    MetaImage, against what the file can hold (:mod:`unet_med.data.readers`).
+
+    Raises:
+        ScanTooLarge: more voxels than ``max_voxels``.
+        ImageReadError: a header that cannot be read or promises more data than the file holds.
+        ValueError: a folder without a DICOM series.
+    """
+    from unet_med.data.sitk_reader import read_dicom_header
+
+    path = Path(case)
+    info = read_header(path) if path.is_file() and image_suffix(path) else read_dicom_header(path)
+    check_size(path, info.shape, info.channels, max_voxels)
+    return info

@@ -45,10 +45,13 @@ from monai.data import MetaTensor
 from monai.transforms import Compose, LoadImaged, Spacingd, apply_transform
 
 from unet_med.data.fingerprint import image_summary
+from unet_med.data.readers import MAX_SCAN_VOXELS
 from unet_med.data.sitk_reader import SITKReader
 from unet_med.inference.bundle_model import BundleModel
+from unet_med.inference.cases import case_header
 from unet_med.inference.inferer import ScanInferer
 from unet_med.inference.input_check import InputCheck, check_input, loaded_channels
+from unet_med.inference.memory_plan import MemoryPlan, ModelSpec, current_rss, default_budget, plan_case
 from unet_med.inference.output import case_name, output_path, write_image
 from unet_med.inference.postprocess import (
     INVERT_VOXEL_LIMIT,
@@ -143,6 +146,11 @@ class Predictor:
             (:mod:`unet_med.dicom.outputs`); the DICOM formats need a DICOM series input and a 3D class bundle, and
             SEG needs every class coded (checked here, before any case runs).
         series_uid: the SeriesInstanceUID to read from DICOM folders that hold several series.
+        max_voxels: a case whose header promises more voxels (x channels) is refused before any voxel is read
+            (:func:`~unet_med.inference.cases.case_header`); ``None``: no limit.
+        max_memory: host memory budget in bytes for :mod:`~unet_med.inference.memory_plan`, which picks the
+            window batch (at most ``sw_batch_size``) and the stitching precision per case from its header, or
+            refuses the case; ``None``: 80% of the memory available now (on a GPU also its free memory).
     """
 
     def __init__(
@@ -165,10 +173,13 @@ class Predictor:
         fast_layers: bool = True,
         output_formats: str | Sequence[str] = "nifti",
         series_uid: str | None = None,
+        max_voxels: int | None = MAX_SCAN_VOXELS,
+        max_memory: int | None = None,
     ) -> None:
         self.model = model
         self.output_formats, self.dicom_writer = _dicom_outputs(model, output_formats)
         self.series_uid = series_uid
+        self.max_voxels = max_voxels
         self.device = torch.device(device)
         self.dtype = choose_precision(precision, self.device)
         self.roi_size = tuple(int(r) for r in (roi_size or model.patch_size))
@@ -201,6 +212,12 @@ class Predictor:
             if isinstance(transform, Spacingd):  # MONAI resamples in float64 by default: 2x the scan's float32 size
                 transform.dtype = tuple(torch.float32 for _ in transform.dtype)
         self.loader.register(SITKReader(series_uid=series_uid))
+        spacing = next((t for t in model.preprocessing.transforms if isinstance(t, Spacingd)), None)
+        pixdim = None if spacing is None else spacing.spacing_transform.pixdim.tolist()
+        self.spec = ModelSpec.from_network(model.network, self.roi_size, pixdim)
+        self.sw_batch_size, self.stitch_budget_bytes = sw_batch_size, stitch_budget_bytes
+        budgets = default_budget(self.device)
+        self.budgets = budgets if max_memory is None else (max_memory, budgets[1])
 
     @staticmethod
     def _find_loader(pre: Compose) -> tuple[LoadImaged, int]:
@@ -265,6 +282,10 @@ class Predictor:
     def _load(self, path: Path) -> dict[str, Any]:
         if not path.exists():
             raise InputError(f"{path}: no such file or folder")
+        plan = self.plan(path)  # the header first: nothing large is read for a scan that is too large or lies
+        if plan is not None:
+            self.inferer.sw_batch_size = plan.sw_batch_size
+            self.inferer.stitch_budget_bytes = self.stitch_budget_bytes if plan.stitch_bytes == 4 else 0
         try:
             data = self.loader({"image": str(path)})
         except Exception as e:  # every reader raises its own types for corrupt and truncated files
@@ -290,6 +311,32 @@ class Predictor:
         affine = np.asarray(getattr(image, "affine", np.eye(4)), dtype=np.float64)
         summary = image_summary(loaded_channels(image), affine, dims)
         return check_input(summary, task["fingerprint"], task["modality"], task["channels"])
+
+    def plan(self, path: Path) -> MemoryPlan | None:
+        """Checks the case's header (:func:`~unet_med.inference.cases.case_header`) and plans its memory
+        (:func:`~unet_med.inference.memory_plan.plan_case`; ``None`` for a network of unknown sizes).
+
+        Raises:
+            InputError: a header that is unreadable, too large or lies; a case that does not fit the budget.
+        """
+        try:
+            info = case_header(path, self.max_voxels)
+            if self.spec is None:
+                return None
+            unprepared = 0 if self.network in self.inferer._prepared else self.spec.weight_bytes() // 2
+            return plan_case(
+                path,
+                info,
+                self.spec,
+                *self.budgets,
+                sw_batch_size=self.sw_batch_size,
+                compute_bytes=torch.finfo(self.dtype).bits // 8,
+                device=self.device,
+                base=current_rss() + unprepared,
+                float32_stitch_limit=self.stitch_budget_bytes,
+            )
+        except (OSError, ValueError) as e:
+            raise InputError(" ".join(str(e).split())) from e
 
     def _check(self, path: Path, image: torch.Tensor) -> bool:
         """Checks dimensions, channels and values of a freshly loaded image (channels not yet first).
