@@ -73,7 +73,6 @@ def dicom_series_ids(folder: str | os.PathLike) -> tuple[str, ...]:
         return tuple(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
 
 
-
 def is_dicom_series(folder: str | os.PathLike) -> bool:
     """True when SimpleITK (GDCM) finds a DICOM image series directly in ``folder``."""
     return bool(dicom_series_ids(folder))
