@@ -171,13 +171,16 @@ def _report_found(found: Any) -> None:
 
 def _check_weights(args: argparse.Namespace) -> None:
     """Refuses a recognised bundle whose networks' weights alone exceed ``--max-memory`` (from its task)."""
-    from unet_med.bundle.task import TASK_FILE, load_task
+    from unet_med.bundle.task import TASK_FILE, TaskError, load_task
     from unet_med.inference.memory_plan import ModelSpec, check_weights, default_budget
 
     if args.trust_bundle_code or not (Path(args.bundle) / TASK_FILE).is_file():
-        return  # an unrecognised bundle is refused by load_bundle; a trusted one has no task to read
-    budget = args.max_memory or default_budget()[0]
-    check_weights(ModelSpec.from_task(load_task(args.bundle)), budget, source=str(args.bundle))
+        return  # a trusted bundle's task is not read
+    try:
+        task = load_task(args.bundle)
+    except TaskError:
+        return  # an invalid task: load_bundle's recognition refuses the bundle and says why
+    check_weights(ModelSpec.from_task(task), args.max_memory or default_budget()[0], source=str(args.bundle))
 
 
 def _dry_run(predictor: Any, cases: list[Any]) -> int:
