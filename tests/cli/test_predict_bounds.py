@@ -68,7 +68,8 @@ def test_hostile_scans_are_refused_in_one_line_and_the_good_case_still_runs(host
     )
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["good_seg.nii.gz"]  # no partial output of a refused case
+    # no partial output of a refused case; qc.json records every case, refused ones with their reason
+    assert sorted(p.name for p in out.iterdir()) == ["good_seg.nii.gz", "qc.json"]
     failed = [line for line in proc.stderr.splitlines() if line.startswith("  - ")]
     assert len(failed) == 4
     for name, reason in [

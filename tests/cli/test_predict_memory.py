@@ -66,7 +66,7 @@ def test_a_budget_too_small_for_a_case_refuses_it_in_one_line_and_runs_the_rest(
     failed = [line for line in capsys.readouterr().err.splitlines() if line.startswith("  - ")]
     assert len(failed) == 1 and "big.nii.gz: needs about" in failed[0]
     assert "more than the budget of 800.0 MiB (--max-memory)" in failed[0]
-    assert sorted(p.name for p in out.iterdir()) == ["good_seg.nii.gz"]
+    assert sorted(p.name for p in out.iterdir()) == ["good_seg.nii.gz", "qc.json"]  # qc.json: the refusal's reason
 
 
 @pytest.mark.parametrize(
@@ -88,6 +88,7 @@ def test_a_bundle_rerendered_with_absurd_sizes_is_refused_quickly(tmp_path, chan
     )
     assert proc.returncode == expect_code, proc.stderr
     assert expect in proc.stderr and "Traceback" not in proc.stderr
-    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+    out = tmp_path / "out"
+    assert not out.exists() or [p.name for p in out.iterdir()] == ["qc.json"]  # no mask, only the refusal's record
     assert rss < 1 << 30, f"peak RSS {rss / 2**20:.0f} MiB"
     assert seconds < 10

@@ -142,12 +142,15 @@ def _outputs(cases: list[Any], args: argparse.Namespace) -> dict[Any, list[Any]]
     Raises:
         ValueError: two cases would write the same file, or a file exists (one line, before any work).
     """
-    from unet_med.inference.output import output_path
+    from unet_med.dicom.outputs import dicom_output_path, parse_formats
+    from unet_med.inference.output import case_name, output_path
 
-    outputs = {c: [output_path(c, args.output)] for c in cases}
-    if args.save_probabilities:
-        for c in cases:
-            outputs[c].append(output_path(c, args.output, postfix="prob", probabilities=True))
+    uid, formats = args.series, [f for f in parse_formats(args.format) if f != "nifti"]
+    outputs = {c: [output_path(c, args.output, series_uid=uid)] for c in cases}
+    for c in cases:  # the DICOM results and the probabilities are refused or replaced like the mask
+        outputs[c] += [dicom_output_path(case_name(c, uid), args.output, f) for f in formats]
+        if args.save_probabilities:
+            outputs[c].append(output_path(c, args.output, postfix="prob", probabilities=True, series_uid=uid))
     seen: dict[Any, Any] = {}
     for case, paths in outputs.items():
         for path in paths:

@@ -18,9 +18,7 @@ or pass it directly: ``LoadImage(reader=SITKReader(), image_only=True)("scan.mha
 
 from __future__ import annotations
 
-import logging
 import os
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -32,11 +30,6 @@ from monai.utils import MetaKeys, SpaceKeys
 from unet_med.data.readers import ImageInfo, ImageReadError, _itk_dtype
 
 __all__ = ["SITK_SUFFIXES", "SITKReader", "itk_geometry_from_affine", "read_dicom_header", "read_dicom_series"]
-
-# With pydicom installed, every LoadImage(d) builds MONAI's NvImgCodecPydicomReader, which warns (and logs) on each
-# construction that NVIDIA's optional nvImageCodec is absent; pydicom's own decoders (and this reader) are used.
-warnings.filterwarnings("ignore", message="NvImgCodecPydicomReader: nvImageCodec decoder plugin", category=UserWarning)
-logging.getLogger("monai.data.nvimgcodec_pydicom_plugin").setLevel(logging.ERROR)
 
 SITK_SUFFIXES: tuple[str, ...] = ("nrrd", "nhdr", "mha", "mhd", "tif", "tiff", "dcm")
 """File name endings :class:`SITKReader` accepts (besides a folder holding one DICOM series)."""

@@ -15,13 +15,10 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
-import logging
 import os
-import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +29,7 @@ from monai.transforms import Compose
 from unet_med.bundle.manifest import BundleError
 from unet_med.bundle.recognize import require_recognized
 from unet_med.inference.ensemble import load_ensemble, member_files
+from unet_med.utils.quiet import monai_readers_quiet
 
 __all__ = ["BundleError", "BundleModel", "load_bundle"]
 
@@ -166,7 +164,7 @@ def load_bundle(
 
     if "preprocessing" not in parser:
         raise BundleError(f"{root}: inference.json defines no preprocessing")
-    with _without_nvimgcodec_notice():
+    with monai_readers_quiet():  # no GPU DICOM decoder: nothing to say
         preprocessing = parser.get_parsed_content("preprocessing")
 
     if "network_def" not in parser:
@@ -204,21 +202,6 @@ def load_bundle(
         version=str(meta.get("version", "")),
         class_codes=dict(_get(parser, "class_codes", {}) or {}),
     )
-
-
-@contextlib.contextmanager
-def _without_nvimgcodec_notice() -> Iterator[None]:
-    """MONAI's ``LoadImage`` builds its GPU DICOM reader whenever pydicom is installed, which logs and warns (two
-    console lines on every run) that nvImageCodec is missing; the readers used here do not need it."""
-    plugin_logger = logging.getLogger("monai.data.nvimgcodec_pydicom_plugin")
-    level = plugin_logger.level
-    plugin_logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="NvImgCodecPydicomReader", category=UserWarning)
-            yield
-    finally:
-        plugin_logger.setLevel(level)
 
 
 def _labels_step(parser: ConfigParser) -> dict[str, Any]:

@@ -31,14 +31,17 @@ _SAME = {".nii.gz": ".nii.gz", ".nii": ".nii.gz", ".nrrd": ".nrrd", ".nhdr": ".n
 _2D = {".png": ".png", ".jpg": ".png", ".jpeg": ".png", ".bmp": ".png", ".tif": ".tif", ".tiff": ".tif"}
 
 
-def case_name(path: str | os.PathLike) -> str:
-    """The case's name: the file name without its image suffix; for a DICOM series folder its SeriesInstanceUID.
+def case_name(path: str | os.PathLike, series_uid: str | None = None) -> str:
+    """The case's name: the file name without its image suffix; for a DICOM series folder its SeriesInstanceUID
+    (``series_uid`` when one series of a folder holding several was chosen).
 
     A series is named by its UID, not by its folder: folders are often named after the patient, or the same for
     every patient (``CT/image``), while the UID is unique and identifies no one.
     """
     path = Path(path)
     if path.is_dir():
+        if series_uid:
+            return _safe(series_uid)
         ids = dicom_series_ids(path)
         return _safe(ids[0]) if ids else path.name
     suffix = image_suffix(path) if path.is_file() or not path.exists() else None
@@ -54,7 +57,11 @@ def _safe(name: str) -> str:
 
 
 def output_path(
-    input_path: str | os.PathLike, output_dir: str | os.PathLike, postfix: str = "seg", probabilities: bool = False
+    input_path: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    postfix: str = "seg",
+    probabilities: bool = False,
+    series_uid: str | None = None,
 ) -> Path:
     """Where the prediction for ``input_path`` goes: ``output_dir/<case>_<postfix><suffix>``.
 
@@ -70,7 +77,7 @@ def output_path(
         out_suffix = ".tif" if probabilities else _2D[suffix]
     else:
         out_suffix = _SAME.get(suffix or "", ".nii.gz")  # DICOM series or .dcm -> NIfTI
-    return Path(output_dir) / f"{case_name(input_path)}_{postfix}{out_suffix}"
+    return Path(output_dir) / f"{case_name(input_path, series_uid)}_{postfix}{out_suffix}"
 
 
 def write_image(array: np.ndarray, affine: np.ndarray, path: str | os.PathLike, spatial_dims: int) -> Path:

@@ -442,12 +442,14 @@ class Predictor:
         if self.save_probabilities:  # the probabilities go first and the mask last, so a mask means both are done
             probs = scores if self.probabilities else _softmax_inplace(scores)
             prob, prob_affine = self._invert(probs.float(), image, nearest=False)
-            prob_path = output_path(path, output_dir, postfix="prob", probabilities=True)
+            prob_path = output_path(path, output_dir, postfix="prob", probabilities=True, series_uid=self.series_uid)
             outputs.append(write_image(prob.astype(np.float32, copy=False), prob_affine, prob_path, dims))
             del prob
-        written = self.dicom_writer.save(dicom, output_dir, case_name(path)) if dicom else []
+        written = self.dicom_writer.save(dicom, output_dir, case_name(path, self.series_uid)) if dicom else []
         if "nifti" in self.output_formats:
-            written.insert(0, write_image(labels, affine, output_path(path, output_dir), dims))
+            written.insert(
+                0, write_image(labels, affine, output_path(path, output_dir, series_uid=self.series_uid), dims)
+            )
         return written + outputs
 
 
