@@ -95,8 +95,9 @@ def test_recover_leaves_ready_results_to_be_sent_with_the_same_uid(queue):
     _to_complete(queue, A)
     queue.claim()
     queue.finish(A, "/r/a_seg.dcm", "1.2.3.9")
+    queue.retry_later(A, "no association", delay=60.0)
     assert queue.recover() == 0
-    (job,) = queue.due()
+    (job,) = queue.due()  # due at once after a restart
     assert (job.state, job.result_uid) == ("ready", "1.2.3.9")
 
 

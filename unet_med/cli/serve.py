@@ -44,6 +44,8 @@ def _serve(args: argparse.Namespace) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    for name in ("pynetdicom", "highdicom"):  # their INFO lines name instance UIDs
+        logging.getLogger(name).setLevel(logging.WARNING)
     torch.set_num_threads(args.threads or default_num_threads())
     names = [Path(b).resolve().name for b in args.bundle]
     if len(set(names)) != len(names):

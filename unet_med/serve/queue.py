@@ -280,8 +280,10 @@ class JobQueue:
             return cur.rowcount == 1
 
     def recover(self) -> int:
-        """After a restart: ``running`` series (their worker died) go back to ``complete``; returns how many."""
+        """After a restart: ``running`` series (their worker died) go back to ``complete``, and ``ready`` results
+        are due at once; returns how many series were running."""
         with self._transaction() as db:
+            db.execute("UPDATE series SET next_try = 0 WHERE state = 'ready'")
             return db.execute(
                 "UPDATE series SET state = 'complete', updated = ? WHERE state = 'running'", (time.time(),)
             ).rowcount
