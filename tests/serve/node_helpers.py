@@ -97,12 +97,14 @@ def send_series(folder: Path, port: int, calling_ae: str = "SCANNER", called_ae:
         assoc.release()
 
 
-def start_node(workdir: Path, port: int, destination: str, *args: str, log: Path | None = None) -> subprocess.Popen:
-    """``unet-med serve`` with the reference bundle as a subprocess (its log in ``workdir/../node.log``)."""
+def start_node(
+    workdir: Path, port: int, destination: str, *args: str, bundle: Path = UNET, log: Path | None = None
+) -> subprocess.Popen:
+    """``unet-med serve`` with ``bundle`` (the reference one) as a subprocess (its log in ``workdir/../node.log``)."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_WAIT_POLICY": "PASSIVE"}
     log = log or workdir.parent / "node.log"
     cmd = [
-        sys.executable, "-m", "unet_med", "serve", "--bundle", str(UNET), "--workdir", str(workdir),
+        sys.executable, "-m", "unet_med", "serve", "--bundle", str(bundle), "--workdir", str(workdir),
         "--port", str(port), "--destination", destination, "--complete-after", "1", "--reserve-mb", "10",
         "--threads", "1", "--device", "cpu", *args,
     ]  # fmt: skip
