@@ -58,6 +58,7 @@ class RecordingSCP:
         self.ae_title = ae_title
         self.port = port or free_port()
         self.received: list[pydicom.Dataset] = []
+        self.arrived: list[float] = []  # time.perf_counter() of each
         self._lock = threading.Lock()
         ae = AE(ae_title=ae_title)
         ae.supported_contexts = AllStoragePresentationContexts
@@ -70,6 +71,7 @@ class RecordingSCP:
         ds.file_meta = event.file_meta
         with self._lock:
             self.received.append(ds)
+            self.arrived.append(time.perf_counter())
         return 0x0000
 
     @property

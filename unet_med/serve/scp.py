@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -84,6 +85,7 @@ class StorageSCP:
         self.address = (host, int(port))
         self._handlers = [(evt.EVT_C_STORE, self.handle_store)]
         self._server: Any = None
+        self._lock = threading.Lock()
 
     def start(self) -> None:
         """Listens in pynetdicom's threads (returns at once)."""
@@ -91,9 +93,11 @@ class StorageSCP:
         logger.info("listening as %s on port %d", self.ae.ae_title, self.address[1])
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server = None
+        """Stops listening (once, whichever thread asks first)."""
+        with self._lock:
+            server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
 
     def handle_store(self, event: Any) -> int:
         """The C-STORE handler: store, record, answer."""
