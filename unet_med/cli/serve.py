@@ -19,6 +19,7 @@ import logging
 import os
 import signal
 import sys
+import warnings
 from pathlib import Path
 
 __all__ = ["register"]
@@ -44,14 +45,20 @@ def _serve(args: argparse.Namespace) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    for name in ("pynetdicom", "highdicom"):  # their INFO lines name instance UIDs
+    # Patient data stays out of the log: pynetdicom's and highdicom's INFO lines name instance UIDs, pydicom's and
+    # highdicom's validation warnings quote header values (a patient name highdicom finds odd, a too-long ID).
+    for name in ("pynetdicom", "highdicom"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("pydicom").setLevel(logging.ERROR)
+    for module in ("pydicom", "highdicom"):
+        warnings.filterwarnings("ignore", category=UserWarning, module=module)
     torch.set_num_threads(args.threads or default_num_threads())
     names = [Path(b).resolve().name for b in args.bundle]
     if len(set(names)) != len(names):
         print(f"unet-med serve: two bundles share a folder name ({', '.join(names)})", file=sys.stderr)
         return 2
     try:
+        listen_tls, send_tls = _tls(args)
         node = Node(
             args.workdir,
             dict(zip(names, args.bundle)),
@@ -65,9 +72,11 @@ def _serve(args: argparse.Namespace) -> int:
             allow_hosts=args.allow_host or (),
             reserve_bytes=int(args.reserve_mb * (1 << 20)),
             keep=args.keep,
+            listen_tls=listen_tls,
+            send_tls=send_tls,
             device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"),
         )
-    except (BundleError, FileNotFoundError, ValueError) as e:
+    except (BundleError, OSError, ValueError) as e:  # OSError: missing files, ssl.SSLError
         print(f"unet-med serve: {e}", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, lambda *_: node.stopping.set())
@@ -76,6 +85,21 @@ def _serve(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         node.stop()
     return 0
+
+
+def _tls(args: argparse.Namespace) -> tuple:
+    """The SSL contexts for listening and sending asked for on the command line (``None`` for plain TCP)."""
+    from unet_med.serve.tls import client_context, server_context
+
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise ValueError("--tls-cert and --tls-key go together")
+    if args.tls_ca and not args.tls_cert:
+        raise ValueError("--tls-ca (peers must present certificates) needs the node's own --tls-cert and --tls-key")
+    listen = server_context(args.tls_cert, args.tls_key, args.tls_ca) if args.tls_cert else None
+    send = None
+    if args.destination_tls_ca:
+        send = client_context(args.destination_tls_ca, args.tls_cert, args.tls_key)
+    return listen, send
 
 
 def _queue(args: argparse.Namespace):
@@ -134,6 +158,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-ae", action="append", help="a calling AE title accepted (repeat; default all)")
     p.add_argument("--allow-host", action="append", help="a peer IP address accepted (repeat; default all)")
     p.add_argument("--reserve-mb", type=float, default=1024, help="refuse instances below this free disk space")
+    p.add_argument("--tls-cert", default=None, help="DICOM TLS: the node's certificate (PEM)")
+    p.add_argument("--tls-key", default=None, help="DICOM TLS: the node's private key (PEM)")
+    p.add_argument("--tls-ca", default=None, help="DICOM TLS: require peers' certificates signed by this CA (PEM)")
+    p.add_argument("--destination-tls-ca", default=None, help="send over TLS; the destination's CA (PEM)")
     p.add_argument("--keep", action="store_true", help="keep received series and results after delivery")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: the cores this process may use)")

@@ -52,6 +52,7 @@ class Node:
         reserve_bytes: free disk space below which instances are refused (``0xA700``).
         keep: keep instances and results after delivery.
         poll: seconds between passes of the watcher, sender and an idle worker.
+        listen_tls, send_tls: ``ssl.SSLContext``s for DICOM TLS in and out (:mod:`unet_med.serve.tls`).
         predictor_args: keyword arguments for the predictors (device, precision, ...).
     """
 
@@ -70,6 +71,8 @@ class Node:
         reserve_bytes: int = 1 << 30,
         keep: bool = False,
         poll: float = 0.2,
+        listen_tls: Any = None,
+        send_tls: Any = None,
         **predictor_args: Any,
     ) -> None:
         self.workdir = Path(workdir)
@@ -82,10 +85,10 @@ class Node:
         if not self.rules:
             logger.warning("no routing rule: every series will be stored and ignored")
         self.watcher = CompletionWatcher(self.queue, self.workdir, self.rules, complete_after)
-        self.sender = Sender(self.queue, destination, ae_title, self.workdir, keep=keep)
+        self.sender = Sender(self.queue, destination, ae_title, self.workdir, keep=keep, tls=send_tls)
         self.scp = StorageSCP(
             self.workdir, self.queue, ae_title, port, allow_ae=allow_ae, allow_hosts=allow_hosts,
-            reserve_bytes=reserve_bytes,
+            reserve_bytes=reserve_bytes, ssl_context=listen_tls,
         )  # fmt: skip
         self.poll = poll
         self.stopping = threading.Event()

@@ -56,6 +56,7 @@ class StorageSCP:
         allow_ae: calling AE titles accepted (all when empty).
         allow_hosts: peer addresses accepted (all when empty).
         reserve_bytes: free disk space below which instances are refused with ``0xA700``.
+        ssl_context: DICOM TLS (:func:`unet_med.serve.tls.server_context`); plain TCP when ``None``.
     """
 
     def __init__(
@@ -68,6 +69,7 @@ class StorageSCP:
         allow_ae: Sequence[str] = (),
         allow_hosts: Sequence[str] = (),
         reserve_bytes: int = 1 << 30,
+        ssl_context: Any = None,
     ) -> None:
         from pynetdicom import AE, AllStoragePresentationContexts, evt
         from pynetdicom.sop_class import Verification
@@ -85,11 +87,14 @@ class StorageSCP:
         self.address = (host, int(port))
         self._handlers = [(evt.EVT_C_STORE, self.handle_store)]
         self._server: Any = None
+        self.ssl_context = ssl_context
         self._lock = threading.Lock()
 
     def start(self) -> None:
         """Listens in pynetdicom's threads (returns at once)."""
-        self._server = self.ae.start_server(self.address, block=False, evt_handlers=self._handlers)
+        self._server = self.ae.start_server(
+            self.address, block=False, evt_handlers=self._handlers, ssl_context=self.ssl_context
+        )
         logger.info("listening as %s on port %d", self.ae.ae_title, self.address[1])
 
     def stop(self) -> None:

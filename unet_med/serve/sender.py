@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 from unet_med.serve.queue import JobQueue
 
@@ -55,8 +56,10 @@ class Destination:
         return f"{self.ae_title}@{self.host}:{self.port}"
 
 
-def send_file(destination: Destination, calling_ae: str, path: str | os.PathLike, timeout: float = 30.0) -> None:
-    """C-STOREs one DICOM file to ``destination``.
+def send_file(
+    destination: Destination, calling_ae: str, path: str | os.PathLike, timeout: float = 30.0, tls: Any = None
+) -> None:
+    """C-STOREs one DICOM file to ``destination`` (over TLS with ``tls``, a client ``ssl.SSLContext``).
 
     Raises:
         DeliveryError: no association, no accepted context, or a status other than success.
@@ -68,7 +71,8 @@ def send_file(destination: Destination, calling_ae: str, path: str | os.PathLike
     ae = AE(ae_title=calling_ae)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
     ae.add_requested_context(ds.SOPClassUID, [str(ds.file_meta.TransferSyntaxUID)])
-    assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title)
+    tls_args = None if tls is None else (tls, destination.host)
+    assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title, tls_args=tls_args)
     if not assoc.is_established:
         raise DeliveryError(f"no association with {destination}")
     try:
@@ -92,6 +96,7 @@ class Sender:
         workdir: the node's folder (received series under ``incoming/``).
         keep: keep received instances and results after delivery.
         max_backoff: the longest wait between two attempts, in seconds.
+        tls: a client ``ssl.SSLContext`` (:func:`unet_med.serve.tls.client_context`) to send over DICOM TLS.
     """
 
     def __init__(
@@ -102,6 +107,7 @@ class Sender:
         workdir: str | os.PathLike,
         keep: bool = False,
         max_backoff: float = 60.0,
+        tls: Any = None,
     ) -> None:
         self.queue = queue
         self.destination = destination
@@ -109,6 +115,7 @@ class Sender:
         self.workdir = Path(workdir)
         self.keep = keep
         self.max_backoff = max_backoff
+        self.tls = tls
 
     def send_due(self) -> int:
         """One pass over the due results; returns how many were delivered."""
@@ -119,7 +126,7 @@ class Sender:
                     self.queue.fail(job.series_uid, "the result file is missing", expect="ready")
                     logger.error("series %s: result file missing; failed", job.key)
                     continue
-                send_file(self.destination, self.calling_ae, job.result_path)
+                send_file(self.destination, self.calling_ae, job.result_path, tls=self.tls)
             except (DeliveryError, OSError) as e:
                 delay = min(2.0 ** (job.send_attempts + 1), self.max_backoff)
                 self.queue.retry_later(job.series_uid, str(e), delay)
