@@ -10,8 +10,9 @@ bundle.
    the C-STORE of its last instance to its SEG stored at the destination, minus ``--complete-after`` (the quiet
    period the node must wait) and minus the inference time the predictor reports (``CaseResult.seconds``), is the
    node's own overhead: reading the series, writing the SEG, queue transitions and the C-STORE out.
-2. Throughput: ``--load`` series are sent back to back; series per minute from the first instance sent to the last
-   SEG stored, and a check that exactly one SEG arrived per series.
+2. Throughput: ``--load`` series are sent back to back (one association each, as a PACS sends them); series per
+   minute from the first instance sent to the last SEG stored (``sending_s``: how long sending them took), and a
+   check that exactly one SEG arrived per series.
 3. Peak memory: the process's maximum resident set size (``ru_maxrss``) after both runs.
 
 Usage::
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import resource
 import statistics
 import sys
@@ -43,6 +45,7 @@ def main() -> int:
     parser.add_argument("--complete-after", type=float, default=1.0)
     parser.add_argument("--second-bundle", default=None, help="a second bundle loaded beside bundles/unet")
     parser.add_argument("--sts", default=None, help="STS_019's CT folder: also time it with bundles/sarcoma_ct")
+    parser.add_argument("--verbose", action="store_true", help="the node's log on stderr")
     parser.add_argument("--json", default=None, help="write the figures here")
     args = parser.parse_args()
 
@@ -55,6 +58,11 @@ def main() -> int:
     from unet_med.serve.queue import series_key
     from unet_med.serve.sender import Destination
 
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(name)s: %(message)s"
+    )
+    for name in ("pynetdicom", "highdicom"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     torch.set_num_threads(2)
     infer_seconds: dict[str, float] = {}
     original = Predictor.predict_case
@@ -111,6 +119,7 @@ def main() -> int:
         start = time.perf_counter()
         for folder in folders:
             send_series(folder, port)
+        all_sent = time.perf_counter() - start
         while not uids <= set(arrivals()):
             time.sleep(0.05)
         elapsed = time.perf_counter() - start
@@ -119,6 +128,7 @@ def main() -> int:
         figures["load"] = {
             "series": args.load,
             "seconds": round(elapsed, 1),
+            "sending_s": round(all_sent, 1),
             "series_per_minute": round(60 * args.load / elapsed, 1),
             "segs_received": len(segs),
             "one_seg_per_series": sorted(str(d.ReferencedSeriesSequence[0].SeriesInstanceUID) for d in segs)
