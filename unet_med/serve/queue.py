@@ -147,7 +147,7 @@ class JobQueue:
         """Every job (or those in ``state``), oldest first."""
         sql, args = "SELECT * FROM series", ()
         if state is not None:
-            sql, args = sql + " WHERE state = ?", (state,)
+            sql, args = sql + " WHERE state = ?", (state,)  # type: ignore[assignment]
         return [Job(**dict(r)) for r in self._db().execute(sql + " ORDER BY first_instance", args)]
 
     def status(self, now: float | None = None) -> dict:

@@ -79,6 +79,7 @@ def default_rules(bundles: Mapping[str, Any]) -> list[Rule]:
     """One rule per single-channel 3D bundle: its task modality (``BundleModel``s or ``{name: modality}``)."""
     rules = []
     for name, model in bundles.items():
+        modality: str | None
         if isinstance(model, str):
             modality = model
         else:

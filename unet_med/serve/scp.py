@@ -72,7 +72,7 @@ class StorageSCP:
         ssl_context: Any = None,
     ) -> None:
         from pynetdicom import AE, AllStoragePresentationContexts, evt
-        from pynetdicom.sop_class import Verification
+        from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
         self.workdir = Path(workdir)
         self.queue = queue
@@ -85,7 +85,7 @@ class StorageSCP:
         if allow_ae:
             self.ae.require_calling_aet = list(allow_ae)
         self.address = (host, int(port))
-        self._handlers = [(evt.EVT_C_STORE, self.handle_store)]
+        self._handlers: list[Any] = [(evt.EVT_C_STORE, self.handle_store)]
         self._server: Any = None
         self.ssl_context = ssl_context
         self._lock = threading.Lock()

@@ -56,6 +56,7 @@ class CompletionWatcher:
         closed = 0
         for job in self.queue.quiet_series(self.complete_after):
             header = series_header(self.workdir / "incoming" / job.key)
+            reason: str | None
             if header is None:
                 bundle, reason = None, "no readable instance"
             else:
