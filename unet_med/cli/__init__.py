@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "unet_med.cli.predict",
     "unet_med.cli.bundle",
     "unet_med.cli.fl",
+    "unet_med.cli.serve",
 )
 
 
