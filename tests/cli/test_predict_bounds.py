@@ -28,7 +28,8 @@ start = time.perf_counter()
 try:
     code = main(sys.argv[2:])
 finally:
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # VmHWM: this process image's own peak (ru_maxrss carries over the forking parent's peak through exec)
+    rss = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
     print(f"maxrss_kb={rss} seconds={time.perf_counter() - start}", file=sys.stderr)
 sys.exit(code)
 """
