@@ -92,8 +92,8 @@ def prepare_datalist(
     """
     if dataset_dir in (None, "") and not allow_demo:
         raise DatasetError("no dataset_dir given: this bundle trains on real data; pass --dataset_dir DIR")
-    own_data = dataset_dir not in (None, "")
-    if not own_data:
+    own_data = dataset_dir not in (None, "")  # not the demo set, so it is compared with the task
+    if dataset_dir in (None, ""):
         root = Path(cache_dir) / "demo3d"
         kwargs = {"num_classes": num_classes, **(demo or {})}
         # One rank writes the demo set; the others wait for it (the writer is atomic and idempotent).
