@@ -52,7 +52,7 @@ def test_cv_refuses_what_each_fold_sets_itself(cv_trained):
 
 
 def test_fold_paths():
-    assert run_dir("/b") == "/b/runs" and weights_dir("/b") == "/b/models"
+    assert run_dir("/b") == "/b/runs" and weights_dir("/b") == "/b/runs/models"
     assert run_dir("/b", 3) == "/b/runs/fold3" and weights_dir("/b", 3) == "/b/runs/fold3/models"
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from unet_med.bundle import locate_bundle_root
+from unet_med.bundle import evaluated_weights, locate_bundle_root, weights_dir
 
 BUNDLE = Path(__file__).resolve().parents[2] / "bundles" / "unet"
 
@@ -49,3 +49,12 @@ def test_from_the_config_workflow_being_run(monkeypatch, tmp_path):
     workflow.initialize()
     assert workflow.bundle_root == str(BUNDLE)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_evaluate_takes_the_run_s_weights_when_there_are_any_else_the_shipped_ones(tmp_path):
+    run = Path(weights_dir(str(tmp_path)))
+    assert run == tmp_path / "runs" / "models"  # a run never writes into the bundle's own models/
+    assert evaluated_weights(str(tmp_path), str(run)) == str(tmp_path / "models" / "model.pt")
+    run.mkdir(parents=True)
+    (run / "model.pt").write_bytes(b"weights")
+    assert evaluated_weights(str(tmp_path), str(run)) == str(run / "model.pt")

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -20,9 +22,11 @@ import numpy as np
 import pytest
 import torch
 from ignite.engine import Events
-from monai.bundle import ConfigWorkflow, ckpt_export, verify_metadata, verify_net_in_out
+from monai.bundle import ConfigParser, ConfigWorkflow, ckpt_export, verify_metadata, verify_net_in_out
 
 from unet_med.data.datalist import DatasetError
+from unet_med.data.task_match import TaskMismatchError
+from unet_med.engines import CheckpointMismatchError
 
 REPO = Path(__file__).resolve().parents[2]
 BUNDLE = REPO / "bundles" / "unet"
@@ -96,7 +100,7 @@ def test_training_writes_checkpoints_logs_and_split(trained):
     assert not list((tmp / "models").glob(".*part*")), "temporary checkpoint files left behind"
 
 
-def test_resume_continues_from_last_epoch_with_best_metric(trained, tmp_path):
+def test_resume_continues_from_last_epoch_with_best_metric(trained, tmp_path, caplog):
     tmp, overrides, wf = trained
     best = wf.parser.get_parsed_content("validate#evaluator").state.best_metric
     resumed = workflow([TRAIN], "train", {**overrides, "resume": True, "max_epochs": 3}, run_id="training")
@@ -104,10 +108,54 @@ def test_resume_continues_from_last_epoch_with_best_metric(trained, tmp_path):
     evaluator = resumed.parser.get_parsed_content("validate#evaluator")
     epochs_run = []
     trainer.add_event_handler(Events.EPOCH_STARTED, lambda e: epochs_run.append(e.state.epoch))
-    resumed.run()
+    with caplog.at_level(logging.INFO):
+        resumed.run()
     assert epochs_run == [3], "a resumed run must continue after the last saved epoch"
     assert evaluator.state.best_metric >= best
     assert saved_epoch(tmp / "models" / "last.pt") == 3
+    # one line says where the run resumes (not Ignite's "resuming from iteration 0, epoch 0" before the load)
+    said = [r.getMessage() for r in caplog.records if "resum" in r.getMessage().lower()]
+    assert len(said) == 1 and "after epoch 2" in said[0] and "training to epoch 3" in said[0], said
+
+
+def test_resume_refuses_a_checkpoint_from_other_data_or_another_task(trained, tmp_path):
+    tmp, overrides, _ = trained
+    elsewhere = {**overrides, "resume": True, "max_epochs": 9, "output_dir": str(tmp_path / "runs")}
+    other_task = {**elsewhere, "class_names": ["background", "liver", "tumour"]}
+    other_data = {**elsewhere, "cache_dir": str(tmp_path / "cache"), "demo": {**overrides["demo"], "num_cases": 7}}
+    before = (tmp / "models" / "last.pt").read_bytes()
+    for changed, expected in ((other_task, "another task (class_names"), (other_data, "other data (5 training")):
+        wf = workflow([TRAIN], "train", changed, run_id="training")
+        with pytest.raises(Exception) as err:
+            wf.run()
+        (mismatch,) = [e for e in _chain(err.value) if isinstance(e, CheckpointMismatchError)]
+        assert expected in str(mismatch) and "\n" not in str(mismatch)
+        assert "--resume" in str(mismatch)
+    assert (tmp / "models" / "last.pt").read_bytes() == before, "a refused resume must not touch the checkpoint"
+
+
+def test_a_run_shorter_than_val_interval_still_saves_its_final_weights(tmp_path, caplog):
+    wf = workflow([TRAIN], "train", tiny(tmp_path, max_epochs=1, val_interval=2), run_id="training")
+    with caplog.at_level(logging.WARNING):
+        wf.run()
+    assert wf.parser.get_parsed_content("validate#evaluator").state.best_metric_epoch < 1  # no validation ran
+    weights = torch.load(tmp_path / "models" / "model.pt", weights_only=True)
+    network = wf.parser.get_parsed_content("network")
+    torch.testing.assert_close(weights["head.weight"], network.head.weight.detach())
+    assert any("final weights, epoch 1" in r.getMessage() for r in caplog.records)
+
+
+def test_training_writes_into_the_run_folder_not_the_shipped_weights(repo_root):
+    """The bundle's own models/model.pt is tracked: a run writes to runs/models (gitignored) instead."""
+    parser = ConfigParser()
+    parser.read_config(TRAIN)
+    parser["bundle_root"] = str(BUNDLE)
+    assert parser.get_parsed_content("ckpt_dir") == f"{BUNDLE}/runs/models"
+    assert parser.get_parsed_content("output_dir") == f"{BUNDLE}/runs"
+    if shutil.which("git") and (repo_root / ".git").exists():
+        paths = ["bundles/unet/runs/models/model.pt", "bundles/unet/runs/models/last.pt"]
+        ignored = subprocess.run(["git", "check-ignore", *paths], cwd=repo_root, capture_output=True, text=True)
+        assert ignored.stdout.split() == paths, "runs/ must be ignored by git"
 
 
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
@@ -221,6 +269,38 @@ def _dataset_error(tmp_path: Path, dataset_dir: Path) -> str:
     errors = [c for c in chain if isinstance(c, DatasetError)]
     assert errors, f"expected a DatasetError, got {chain!r}"
     return str(errors[0])
+
+
+def _msd_dataset(root: Path, modality: str, labels: dict[str, str], values: list[int]) -> Path:
+    """A 4-case MSD folder whose dataset.json names ``modality`` and ``labels`` and whose labels hold ``values``."""
+    shape = (16, 16, 8)
+    entries = []
+    for i in range(4):
+        label = np.zeros(shape)
+        for k, value in enumerate(values):
+            label[k * 4 : k * 4 + 4] = value
+        _write_case(root, f"case_{i}", RNG.random(shape) * 100, label)
+        entries.append({"image": f"./imagesTr/case_{i}.nii.gz", "label": f"./labelsTr/case_{i}.nii.gz"})
+    doc = {"name": "t", "modality": {"0": modality}, "labels": labels, "training": entries}
+    (root / "dataset.json").write_text(json.dumps(doc))
+    return root
+
+
+def test_dataset_contradicting_the_task_is_refused_in_one_line(tmp_path):
+    """The 3-class MRI reference bundle on a 2-class CT set: refused before any work, unless overridden."""
+    data = _msd_dataset(tmp_path / "ct", "CT", {"0": "background", "1": "tumour"}, [0, 1])
+    with pytest.raises(Exception) as err:
+        workflow([TRAIN], "train", tiny(tmp_path, dataset_dir=str(data)), run_id="training")
+    (mismatch,) = [e for e in _chain(err.value) if isinstance(e, TaskMismatchError)]
+    message = str(mismatch)
+    assert "\n" not in message
+    for part in ("modality CT, the task is MRI", "2 labels (background, tumour)", "class 2 (lesion)"):
+        assert part in message
+    assert "--allow_task_mismatch true" in message
+    assert not (tmp_path / "models").exists() and not (tmp_path / "runs").exists()
+    # an explicit override trains on it all the same
+    wf = workflow([TRAIN], "train", tiny(tmp_path, dataset_dir=str(data), allow_task_mismatch=True), "training")
+    assert len(wf.parser.get_parsed_content("datalist")["training"]) == 3
 
 
 def test_missing_and_empty_dataset_dir_fail_at_initialisation(tmp_path):
@@ -382,3 +462,63 @@ def test_short_run_on_msd_hippocampus(tmp_path, shared_dir):
     evaluator = wf.parser.get_parsed_content("validate#evaluator")
     assert 0.0 <= evaluator.state.best_metric <= 1.0
     assert (tmp_path / "models" / "model.pt").is_file()
+
+
+def _bundle_command(config: str, overrides: dict) -> list[str]:
+    args = [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", config]
+    for key, value in overrides.items():
+        args += [f"--{key}", json.dumps(value) if not isinstance(value, str) else value]
+    return args
+
+
+@pytest.mark.parametrize(
+    ("bundle", "extra", "expected"),
+    [
+        ("hippocampus_mri", {}, "error: no dataset_dir given: this bundle trains on real data; pass --dataset_dir"),
+        ("unet", {"device": "cuda"}, "error: --device cuda: no CUDA device is available"),
+    ],
+)
+def test_a_run_that_cannot_start_says_why_in_one_line(bundle, extra, expected, tmp_path, repo_root):
+    if extra.get("device") == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    scratch = {"output_dir": str(tmp_path / "runs"), "ckpt_dir": str(tmp_path / "models"), "cache_dir": str(tmp_path)}
+    config = f"bundles/{bundle}/configs/train.json"
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+    result = subprocess.run(
+        _bundle_command(config, {**scratch, **extra}), cwd=repo_root, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr + result.stdout, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines()[-1].startswith(expected), result.stderr[-3000:]
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "models").exists()
+
+
+def test_ctrl_c_stops_after_an_epoch_with_a_resume_hint(tmp_path, repo_root):
+    overrides = tiny(tmp_path, max_epochs=200, val_interval=50)
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+    proc = subprocess.Popen(
+        _bundle_command(TRAIN, overrides),
+        cwd=repo_root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    last = tmp_path / "models" / "last.pt"
+    try:
+        deadline = time.monotonic() + 240
+        while not (last.exists() and saved_epoch(last) >= 1):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"no checkpoint after epoch 1 (exit status {proc.poll()})")
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode in (130, -signal.SIGINT)
+    assert "Traceback" not in out + err, (out + err)[-3000:]
+    line = err.strip().splitlines()[-1]
+    epoch = saved_epoch(last)
+    assert line.startswith(f"stopped after epoch {epoch} ("), line
+    assert "resume with: python -m monai.bundle run training" in line and line.endswith("--resume true")

@@ -113,8 +113,9 @@ def cases(tmp_path: Path) -> list[dict[str, str]]:
     return [make_case(tmp_path, f"case_{i:03d}") for i in range(4)]
 
 
-def test_clean_dataset_passes(cases: list[dict[str, str]]) -> None:
-    assert check_dataset(cases, num_classes=3, in_channels=1) is None
+def test_clean_dataset_passes_and_returns_the_label_values_found(cases: list[dict[str, str]]) -> None:
+    assert check_dataset(cases, num_classes=3, in_channels=1) == (0, 1, 2)
+    assert check_dataset(cases, num_classes=3, in_channels=1, check_values=False) is None  # headers only
 
 
 @pytest.mark.parametrize("defect", list(DEFECTS))

@@ -7,7 +7,7 @@ from unet_med.bundle.build import build_bundle, check_bundle, new_bundle
 from unet_med.bundle.export import export_onnx, export_torchscript
 from unet_med.bundle.manifest import BundleError, check_manifest
 from unet_med.bundle.pack import pack_bundle, unpack_bundle
-from unet_med.bundle.paths import locate_bundle_root, run_dir, weights_dir
+from unet_med.bundle.paths import evaluated_weights, locate_bundle_root, run_dir, weights_dir
 from unet_med.bundle.recognize import Recognition, recognize_bundle, require_recognized
 from unet_med.bundle.run import run_bundle
 from unet_med.bundle.signing import SignatureReport, generate_key, require_signature, sign_bundle, verify_signature
@@ -24,6 +24,7 @@ __all__ = [
     "build_bundle",
     "check_bundle",
     "check_manifest",
+    "evaluated_weights",
     "export_onnx",
     "export_torchscript",
     "generate_key",

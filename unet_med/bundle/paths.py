@@ -10,12 +10,15 @@ directory: when it cannot tell, it says so, and ``--bundle_root`` settles it.
 from __future__ import annotations
 
 import ast
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-__all__ = ["locate_bundle_root", "run_dir", "weights_dir"]
+__all__ = ["evaluated_weights", "locate_bundle_root", "run_dir", "weights_dir"]
+
+logger = logging.getLogger(__name__)
 
 
 def _config_files_from_argv(argv: Sequence[str]) -> list[str]:
@@ -84,7 +87,20 @@ def run_dir(bundle_root: str, fold: int | None = None) -> str:
 
 
 def weights_dir(bundle_root: str, fold: int | None = None) -> str:
-    """Where a training run writes ``model.pt`` and ``last.pt``: ``<bundle>/models``, or
-    ``<bundle>/runs/fold{k}/models`` for fold ``k`` (a fold's weights are local outputs until
-    ``unet-med bundle ensemble`` copies them into ``models/``)."""
-    return f"{bundle_root}/models" if fold is None else f"{run_dir(bundle_root, fold)}/models"
+    """Where a training run writes ``model.pt`` and ``last.pt``: ``<bundle>/runs/models``, or
+    ``<bundle>/runs/fold{k}/models`` for fold ``k``.
+
+    Never the bundle's own ``models/``: a run's weights are local outputs (``runs/`` is not tracked) until they are
+    shipped on purpose, by copying ``runs/models/model.pt`` to ``models/model.pt`` or, for folds,
+    ``unet-med bundle ensemble``.
+    """
+    return f"{run_dir(bundle_root, fold)}/models"
+
+
+def evaluated_weights(bundle_root: str, ckpt_dir: str) -> str:
+    """The weights ``evaluate.json`` evaluates (logged): the training run's ``<ckpt_dir>/model.pt`` when there is
+    one, else the bundle's shipped ``models/model.pt``. ``--model_file`` names any other."""
+    run = Path(ckpt_dir) / "model.pt"
+    chosen = run if run.is_file() else Path(bundle_root) / "models" / "model.pt"
+    logger.info("evaluating %s (%s)", chosen, "the training run's weights" if chosen == run else "the shipped weights")
+    return str(chosen)

@@ -17,6 +17,16 @@ from unet_med.bundle.template_parts import (
 __all__ = ["evaluate_config", "multi_gpu_config", "train_config"]
 
 
+#: What a checkpoint records as the task it was trained for (resuming refuses another, see ResumableCheckpoint).
+_TASK_RECORD = {
+    "spatial_dims": "@spatial_dims",
+    "in_channels": "@in_channels",
+    "class_names": "@class_names",
+    "modality": "@modality",
+    "pixdim": "@pixdim",
+}
+
+
 def _datalist(t: dict[str, Any]) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "_target_": "unet_med.data.prepare_datalist",
@@ -30,6 +40,9 @@ def _datalist(t: dict[str, Any]) -> dict[str, Any]:
         "fold": "@fold",
         "num_folds": "@num_folds",
         "save_to": "$@output_dir + '/datalist.json'",
+        "modality": "@modality",
+        "class_names": "@class_names",
+        "allow_task_mismatch": "@allow_task_mismatch",
     }
     if t["training"]["fold_blocks"]:
         spec["fold_blocks"] = True
@@ -161,6 +174,7 @@ def train_config(t: dict[str, Any]) -> dict[str, Any]:
         "fold": None,
         "num_folds": tr["num_folds"],
         "resume": False,
+        "allow_task_mismatch": False,
         "max_epochs": tr["max_epochs"],
         "val_interval": tr["val_interval"],
         "batch_size": tr["batch_size"],
@@ -234,6 +248,14 @@ def train_config(t: dict[str, Any]) -> dict[str, Any]:
                     save_dict={"model": "@network", "optimizer": "@optimizer", "lr_scheduler": "@lr_scheduler"},
                     evaluator="@validate#evaluator",
                     resume="@resume",
+                    datalist="@datalist",
+                    task=_TASK_RECORD,
+                ),
+                handler(
+                    "unet_med.engines.FinalModelSaver",
+                    save_dir="@ckpt_dir",
+                    network="@network",
+                    evaluator="@validate#evaluator",
                 ),
                 handler("StatsHandler", _disabled_=RANK0_OFF, iteration_log=False),
                 handler(
@@ -324,7 +346,12 @@ def train_config(t: dict[str, Any]) -> dict[str, Any]:
                 "val_handlers": "@validate#handlers",
             },
         },
-        "initialize": ["$monai.utils.set_determinism(seed=@seed)", "$@datalist"],
+        "initialize": [
+            "$unet_med.utils.brief_errors()",
+            "$unet_med.utils.check_device(@device)",
+            "$monai.utils.set_determinism(seed=@seed)",
+            "$@datalist",
+        ],
         "run": ["$@early_stop.set_trainer(@train#trainer)", "$@train#trainer.run()"],
         "training": "@run",
     }
@@ -339,7 +366,7 @@ def evaluate_config(t: dict[str, Any]) -> dict[str, Any]:
     if members > 1:
         trained = "$unet_med.inference.load_ensemble(@network_def, @model_file, @ensemble, @device)"
     config: dict[str, Any] = {
-        "model_file": "$@ckpt_dir + '/model.pt'",
+        "model_file": "$unet_med.bundle.evaluated_weights(@bundle_root, @ckpt_dir)",
         **({"ensemble": members} if members > 1 else {}),
         "mirror": False,
         "trained_network": trained,
@@ -410,6 +437,7 @@ def multi_gpu_config() -> dict[str, Any]:
         },
         "validate#dataloader#sampler": "@validate#sampler",
         "initialize": [
+            "$unet_med.utils.brief_errors()",
             "$dist.is_initialized() or dist.init_process_group(backend='nccl' if torch.cuda.is_available() "
             "else 'gloo')",
             "$torch.cuda.set_device(@device) if torch.cuda.is_available() else None",

@@ -70,7 +70,7 @@ def check_dataset(
     check_values: bool = True,
     num_workers: int | None = None,
     label_values: Sequence[int] | str | None = None,
-) -> None:
+) -> tuple[int, ...] | None:
     """Checks every case of a datalist and raises one error listing every problem found.
 
     Args:
@@ -89,6 +89,10 @@ def check_dataset(
         label_values: what label files hold when they are not class indices ``0..num_classes-1``: a list of
             the values allowed (``[0, 255]`` for ISBI 2012 masks, mapped to classes by the bundle's transforms),
             or ``"instances"`` for instance maps (any non-negative integers, one per object).
+
+    Returns:
+        The integer label values found over all cases, sorted (for comparing with the task, see
+        :func:`unet_med.data.task_match.check_task_match`); ``None`` when ``check_values`` is false.
 
     Raises:
         ValueError: a bad argument.
@@ -113,9 +117,11 @@ def check_dataset(
     workers = max(1, num_workers if num_workers is not None else min(4, os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results = list(pool.map(lambda item: _check_case(item, spec), items))
-    problems = {i: found for i, found in enumerate(results) if found}
+    problems = {i: found for i, (found, _) in enumerate(results) if found}
     if not problems:
-        return None
+        if not check_values:
+            return None
+        return tuple(sorted(set().union(*(values for _, values in results))))
     n = len(problems)
     lines = [f"{n} of {len(items)} cases {'has' if n == 1 else 'have'} problems:"]
     for i, found in problems.items():
@@ -140,11 +146,12 @@ def _paths(value: Any) -> list[Path] | None:
     return None
 
 
-def _check_case(item: Any, spec: _Spec) -> list[str]:
-    """Every problem of one case, each naming the file concerned."""
+def _check_case(item: Any, spec: _Spec) -> tuple[list[str], set[int]]:
+    """Every problem of one case, each naming the file concerned, and the integer values its label holds."""
     if not isinstance(item, dict):
-        return [f"expected a dict with '{spec.image_key}' and '{spec.label_key}', got {type(item).__name__}"]
+        return [f"expected a dict with '{spec.image_key}' and '{spec.label_key}', got {type(item).__name__}"], set()
     problems: list[str] = []
+    found: set[int] = set()
     images = _paths(item.get(spec.image_key))
     labels = _paths(item.get(spec.label_key))
     if images is None:
@@ -193,11 +200,22 @@ def _check_case(item: Any, spec: _Spec) -> list[str]:
                 problems.extend(
                     f"{path}: label {p}" for p in _label_value_problems(data, spec.num_classes, spec.label_values)
                 )
+                found = _integer_values(data)
             elif np.issubdtype(data.dtype, np.floating) or np.issubdtype(data.dtype, np.complexfloating):
                 n_nan, n_inf = int(np.isnan(data).sum()), int(np.isinf(data).sum())
                 if n_nan or n_inf:
                     problems.append(f"{path}: image has {n_nan} NaN and {n_inf} infinite voxels")
-    return problems
+    return problems, found
+
+
+def _integer_values(data: np.ndarray) -> set[int]:
+    """The distinct integer values of a label map (non-finite and fractional values are left out)."""
+    if data.dtype == np.bool_ or np.issubdtype(data.dtype, np.integer):
+        return {int(v) for v in np.unique(data)}
+    if not np.issubdtype(data.dtype, np.floating):
+        return set()
+    values = np.unique(data[np.isfinite(data)])
+    return {int(v) for v in values[values == np.round(values)]}
 
 
 def _header(path: Path, problems: list[str]) -> ImageInfo | None:

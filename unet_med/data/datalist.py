@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from unet_med.data.readers import image_suffix
+from unet_med.utils.errors import UsageError
 from unet_med.utils.io import atomic_write_json
 
 __all__ = [
@@ -55,7 +56,7 @@ CHANNEL_SUFFIX = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
 _MAX_NAMES = 10  # file names listed in one error message before "... and N more"
 
 
-class DatasetError(ValueError):
+class DatasetError(UsageError, ValueError):
     """A dataset folder or datalist cannot be used as it is; the message says which files and why.
 
     Attributes:

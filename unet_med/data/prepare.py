@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from unet_med.data.datalist import (
 from unet_med.data.folds import fold_split
 from unet_med.data.readers import image_suffix
 from unet_med.data.synthetic import make_demo_dataset_3d
+from unet_med.data.task_match import check_task_match
 from unet_med.utils import is_distributed, is_rank_zero
 
 __all__ = ["find_images", "inference_datalist", "prepare_datalist", "require_cases"]
@@ -46,6 +48,9 @@ def prepare_datalist(
     fold: int | None = None,
     num_folds: int = 5,
     fold_blocks: bool = False,
+    modality: str | None = None,
+    class_names: Sequence[str] | None = None,
+    allow_task_mismatch: bool = False,
 ) -> dict[str, list[dict[str, Any]]]:
     """Finds the cases, splits them, checks every file, and returns ``{"training": [...], "validation": [...]}``.
 
@@ -75,12 +80,19 @@ def prepare_datalist(
         num_folds: number of cross-validation folds (with ``fold``).
         fold_blocks: the folds are contiguous blocks of the cases in their order (serial sections), not a
             seeded stratified draw (with ``fold``).
+        modality: the task's modality; with ``class_names``, a dataset of one's own is compared with the task
+            (:func:`unet_med.data.task_match.check_task_match`: modality, channels and labels in ``dataset.json``,
+            label values in the files) after its files are checked.
+        class_names: the task's classes, background first; ``None`` skips the comparison with the task.
+        allow_task_mismatch: train on a dataset that contradicts the task all the same (logged as a warning).
 
     Raises:
         unet_med.data.datalist.DatasetError: one error listing every missing, unreadable or inconsistent file.
+        unet_med.data.task_match.TaskMismatchError: the dataset contradicts the task (one line naming how).
     """
     if dataset_dir in (None, "") and not allow_demo:
         raise DatasetError("no dataset_dir given: this bundle trains on real data; pass --dataset_dir DIR")
+    own_data = dataset_dir not in (None, "")  # not the demo set, so it is compared with the task
     if dataset_dir in (None, ""):
         root = Path(cache_dir) / "demo3d"
         kwargs = {"num_classes": num_classes, **(demo or {})}
@@ -109,13 +121,23 @@ def prepare_datalist(
             load_datalist(dataset_dir), num_val=num_val, val_fraction=val_fraction, seed=seed
         )
     if check:
-        check_dataset(
+        found = check_dataset(
             training + validation,
             num_classes=num_classes,
             in_channels=in_channels,
             spatial_dims=spatial_dims,
             label_values=label_values,
         )
+        if own_data and class_names is not None:
+            check_task_match(
+                str(dataset_dir),
+                modality=modality or "",
+                in_channels=in_channels,
+                class_names=class_names,
+                found_values=found,
+                label_values=label_values,
+                allow=allow_task_mismatch,
+            )
     if save_to and is_rank_zero():
         write_datalist(save_to, training, validation, dataset_dir=str(Path(dataset_dir).absolute()), **extra)
     logger.info("%d training and %d validation cases from %s", len(training), len(validation), dataset_dir)

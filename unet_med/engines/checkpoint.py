@@ -5,10 +5,14 @@ killed mid-write can leave a corrupt file and a resumed run forgets its best sco
 both gaps while using Ignite's own ``Checkpoint.load_objects`` for restoring:
 
 - :class:`ResumableCheckpoint` (a train handler) writes ``last.pt`` after every epoch with the model, optimizer,
-  scheduler, trainer state and the evaluator's best metric, and with ``resume=True`` restores all of it when the
-  trainer starts, so a run killed with SIGKILL loses at most the epoch in progress.
+  scheduler, trainer state, the evaluator's best metric and a record of the data and task it was trained on, and
+  with ``resume=True`` restores all of it when the trainer starts (refusing a checkpoint of other data or another
+  task), so a run killed with SIGKILL loses at most the epoch in progress. A Ctrl-C ends the run with one line
+  saying after which epoch it stopped and how to resume.
 - :class:`BestModelSaver` (a validation handler) writes the model weights (a plain state dict, loadable with
   ``weights_only=True``) whenever the evaluator's key metric improves.
+- :class:`FinalModelSaver` (a train handler) writes the final weights when no validation chose any, so a finished
+  run always leaves a model.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from __future__ import annotations
 import io
 import logging
 import os
+import shlex
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,9 +30,18 @@ import torch
 from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint
 
-from unet_med.utils import atomic_path, is_rank_zero
+from unet_med.engines.provenance import check_record, training_record
+from unet_med.utils import UsageError, atomic_path, is_rank_zero
 
-__all__ = ["BestModelSaver", "ResumableCheckpoint", "halve_weights", "load_network", "load_state_dict"]
+__all__ = [
+    "BestModelSaver",
+    "CheckpointMissingError",
+    "FinalModelSaver",
+    "ResumableCheckpoint",
+    "halve_weights",
+    "load_network",
+    "load_state_dict",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +55,10 @@ def _unwrap(module: Any) -> Any:
     )
 
 
+class CheckpointMissingError(UsageError, FileNotFoundError):
+    """A weights or checkpoint file that is not there (``--resume true`` before any run, a wrong ``--model_file``)."""
+
+
 def load_state_dict(path: str | os.PathLike | bytes, key: str | None = None) -> dict[str, Any]:
     """Loads a checkpoint with ``weights_only=True`` (no pickled code runs); returns ``checkpoint[key]`` if given.
 
@@ -49,7 +68,7 @@ def load_state_dict(path: str | os.PathLike | bytes, key: str | None = None) -> 
         key: the entry to return.
 
     Raises:
-        FileNotFoundError: the file does not exist.
+        CheckpointMissingError: the file does not exist (a ``FileNotFoundError``).
         ValueError: the file is not a loadable weights-only checkpoint, or lacks ``key``.
     """
     source: Any
@@ -58,7 +77,7 @@ def load_state_dict(path: str | os.PathLike | bytes, key: str | None = None) -> 
     else:
         path = source = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"checkpoint not found: {path}")
+            raise CheckpointMissingError(f"checkpoint not found: {path}")
     try:
         state = torch.load(source, map_location="cpu", weights_only=True)
     except Exception as e:  # unpickling errors, truncation, non-tensor payloads
@@ -114,8 +133,48 @@ def load_network(
     return network.to(device).eval()
 
 
+class _QuietRunLog(logging.Filter):
+    """Keeps two kinds of misleading lines out of an engine's log.
+
+    - Ignite's "Engine run resuming from iteration 0, epoch 0", logged before a checkpoint is loaded (and on
+      every fresh MONAI run); :class:`ResumableCheckpoint` says where the run starts instead.
+    - A Ctrl-C logged as an error: Ignite's "run is terminating due to exception" and MONAI ``StatsHandler``'s
+      traceback; :class:`ResumableCheckpoint` ends the run with one line instead.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = str(record.msg)
+        if message.startswith("Engine run resuming from iteration"):
+            return False
+        if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
+            return False
+        return not message.endswith("is terminating due to exception: ")  # KeyboardInterrupt has no message
+
+
+_QUIET = _QuietRunLog()
+_STATS_LOGGER = "monai.handlers.StatsHandler"  # where MONAI's StatsHandler logs an engine's exception by default
+
+
+def _resume_command() -> str:
+    """The command that resumes this run: the ``monai.bundle`` command line with ``--resume true``."""
+    argv = list(sys.argv)
+    if not argv or "monai" not in Path(argv[0]).parts or "bundle" not in Path(argv[0]).parts:
+        return "the same command with --resume true"
+    args = argv[1:]
+    if "--resume" in args and args.index("--resume") + 1 < len(args):
+        args[args.index("--resume") + 1] = "true"
+    else:
+        args += ["--resume", "true"]
+    return "python -m monai.bundle " + shlex.join(args)
+
+
 class ResumableCheckpoint:
     """Writes ``last.pt`` atomically every ``save_interval`` epochs and optionally resumes from it.
+
+    The checkpoint also records what it was trained on (:func:`unet_med.engines.provenance.training_record`:
+    a fingerprint of the split's files and the task), and resuming refuses a checkpoint whose record differs from
+    this run's. A Ctrl-C during training ends with one line, "stopped after epoch N; resume with ...", instead of
+    MONAI's logged traceback and Python's second one (see :func:`unet_med.utils.brief_errors`).
 
     Args:
         save_dir: folder for ``filename``.
@@ -123,16 +182,25 @@ class ResumableCheckpoint:
             ``{"model": net, "optimizer": opt, "lr_scheduler": sched}``; the engine this handler is attached to
             is added as ``"trainer"`` (epoch and iteration counters).
         evaluator: the validation engine whose ``best_metric`` and ``best_metric_epoch`` are saved and restored.
-        resume: restore everything from ``save_dir/filename`` when the trainer starts. A missing file is an
-            error (say ``resume=false`` to start afresh).
+        resume: restore everything from ``save_dir/filename`` when the trainer starts. The file is read and its
+            record checked when the handler is made, before any epoch runs; a missing file is an error (say
+            ``resume=false`` to start afresh).
         filename: the checkpoint's file name.
         save_interval: epochs between saves.
+        datalist: the run's split (``{"training": [...], "validation": [...]}``) for the record.
+        task: the run's task description (JSON-safe values: classes, channels, modality, spacing) for the record.
+
+    Raises:
+        CheckpointMissingError: ``resume`` and no checkpoint.
+        unet_med.engines.provenance.CheckpointMismatchError: ``resume`` and the checkpoint was trained on other
+            data or for another task.
 
     Example (bundle config)::
 
         {"_target_": "unet_med.engines.ResumableCheckpoint", "save_dir": "@ckpt_dir",
          "save_dict": {"model": "@network", "optimizer": "@optimizer", "lr_scheduler": "@lr_scheduler"},
-         "evaluator": "@validate#evaluator", "resume": "@resume"}
+         "evaluator": "@validate#evaluator", "resume": "@resume", "datalist": "@datalist",
+         "task": {"class_names": "@class_names", "modality": "@modality"}}
     """
 
     def __init__(
@@ -143,6 +211,8 @@ class ResumableCheckpoint:
         resume: bool = False,
         filename: str = "last.pt",
         save_interval: int = 1,
+        datalist: Mapping[str, Any] | None = None,
+        task: Mapping[str, Any] | None = None,
     ) -> None:
         if save_interval < 1:
             raise ValueError(f"save_interval must be >= 1, got {save_interval}.")
@@ -151,34 +221,66 @@ class ResumableCheckpoint:
         self.evaluator = evaluator
         self.resume = resume
         self.save_interval = save_interval
+        self.record = training_record(datalist, task or {}) if datalist is not None else None
+        self.saved_epoch = 0
+        self._checkpoint: dict[str, Any] | None = None
+        if resume:
+            self._checkpoint = self._read()
+
+    def _read(self) -> dict[str, Any]:
+        """The checkpoint to resume from, checked against this run's record."""
+        if not self.path.is_file():
+            raise CheckpointMissingError(
+                f"checkpoint not found: {self.path}: nothing to resume; run without --resume true to start afresh"
+            )
+        checkpoint = load_state_dict(self.path)
+        missing = [name for name in self.save_dict if name not in checkpoint]
+        if missing:
+            raise ValueError(f"{self.path}: checkpoint lacks {missing}; it has {sorted(checkpoint)}")
+        saved = checkpoint.get("trained_on")
+        if self.record is not None and isinstance(saved, Mapping):
+            check_record(saved, self.record, self.path)
+        elif self.record is not None:
+            logger.warning("%s records nothing about its data or task (an older checkpoint): not checked", self.path)
+        return dict(checkpoint)
 
     def attach(self, engine: Engine) -> None:
-        """Registers saving on ``EPOCH_COMPLETED`` and, with ``resume``, loading on ``STARTED``."""
+        """Registers saving on ``EPOCH_COMPLETED``, the start-up line, the Ctrl-C line and, with ``resume``,
+        loading on ``STARTED``."""
         self.save_dict.setdefault("trainer", engine)
-        if self.resume:
-            engine.add_event_handler(Events.STARTED, self.load)
+        missing = [name for name in self.save_dict if self._checkpoint is not None and name not in self._checkpoint]
+        if missing:
+            raise ValueError(f"{self.path}: checkpoint lacks {missing}; it has {sorted(self._checkpoint or {})}")
+        for name in (engine.logger.name, getattr(self.evaluator, "logger", engine.logger).name, _STATS_LOGGER):
+            logging.getLogger(name).addFilter(_QUIET)
+        engine.add_event_handler(Events.STARTED, self.load if self.resume else self._started)
         engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.save_interval), self.save)
+        engine.add_event_handler(Events.EXCEPTION_RAISED, self._exception_raised)
 
     def state(self) -> dict[str, Any]:
         state = {name: _unwrap(obj).state_dict() for name, obj in self.save_dict.items()}
         if self.evaluator is not None:
             state["best_metric"] = torch.tensor(float(self.evaluator.state.best_metric))
             state["best_metric_epoch"] = torch.tensor(int(self.evaluator.state.best_metric_epoch))
+        if self.record is not None:
+            state["trained_on"] = self.record
         return state
 
     def save(self, engine: Engine) -> None:
+        self.saved_epoch = engine.state.epoch
         if not is_rank_zero():
             return
         with atomic_path(self.path) as tmp:
             torch.save(self.state(), tmp)
         logger.debug("saved %s at epoch %d", self.path, engine.state.epoch)
 
+    def _started(self, engine: Engine) -> None:
+        if engine.state.epoch == 0:  # not a later round of federated training, which continues the same engine
+            logger.info("training from scratch to epoch %s; checkpoints go to %s", engine.state.max_epochs, self.path)
+
     def load(self, engine: Engine) -> None:
         """Restores the saved objects; the trainer continues after the last completed epoch."""
-        checkpoint = load_state_dict(self.path)
-        missing = [name for name in self.save_dict if name not in checkpoint]
-        if missing:
-            raise ValueError(f"{self.path}: checkpoint lacks {missing}; it has {sorted(checkpoint)}")
+        checkpoint = self._checkpoint if self._checkpoint is not None else self._read()
         max_epochs = engine.state.max_epochs
         to_load = {name: _unwrap(obj) for name, obj in self.save_dict.items()}
         Checkpoint.load_objects(to_load=to_load, checkpoint=checkpoint)
@@ -186,7 +288,27 @@ class ResumableCheckpoint:
         if self.evaluator is not None and "best_metric" in checkpoint:
             self.evaluator.state.best_metric = float(checkpoint["best_metric"])
             self.evaluator.state.best_metric_epoch = int(checkpoint["best_metric_epoch"])
-        logger.info("resumed from %s after epoch %d", self.path, engine.state.epoch)
+        self.saved_epoch = engine.state.epoch
+        self._checkpoint = None
+        logger.info(
+            "resuming from %s after epoch %d (iteration %d), training to epoch %s",
+            self.path,
+            engine.state.epoch,
+            engine.state.iteration,
+            max_epochs,
+        )
+
+    def _exception_raised(self, engine: Engine, error: BaseException) -> None:
+        """Ctrl-C: one line saying where the run stopped and how to resume; anything else is re-raised as it is
+        (without MONAI's ``StatsHandler`` logging its traceback before Python prints it again)."""
+        if not isinstance(error, KeyboardInterrupt):
+            raise error
+        if self.saved_epoch:
+            message = f"stopped after epoch {self.saved_epoch} ({self.path}); resume with: {_resume_command()}"
+        else:
+            message = f"stopped in epoch {engine.state.epoch}, before the first checkpoint; start again to train"
+        # a plain KeyboardInterrupt, so callers catch it as one and Python still exits with SIGINT's status
+        raise KeyboardInterrupt(message) from None
 
 
 class BestModelSaver:
@@ -215,4 +337,43 @@ class BestModelSaver:
             torch.save(_unwrap(self.network).state_dict(), tmp)
         logger.info(
             "saved best model (%.4f at epoch %d) to %s", engine.state.best_metric, engine.state.epoch, self.path
+        )
+
+
+class FinalModelSaver:
+    """Saves the final weights when no validation chose a model, so a finished run always leaves ``model.pt``.
+
+    A train handler: when training completes and the evaluator never recorded a best epoch (``max_epochs`` below
+    ``val_interval``, or validation never ran), it writes the network's state dict as :class:`BestModelSaver` would
+    and logs which epoch the weights are from. When validation chose a model, that file stays as it is.
+
+    Args:
+        save_dir: output folder (the same as :class:`BestModelSaver`'s).
+        network: the network (``DistributedDataParallel`` is unwrapped).
+        evaluator: the validation engine; ``None`` means no validation, so the final weights are always saved.
+        filename: file name of the weights.
+    """
+
+    def __init__(
+        self, save_dir: str | os.PathLike, network: torch.nn.Module, evaluator: Any = None, filename: str = "model.pt"
+    ) -> None:
+        self.path = Path(save_dir) / filename
+        self.network = network
+        self.evaluator = evaluator
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        chosen = int(getattr(getattr(self.evaluator, "state", None), "best_metric_epoch", -1) or -1)
+        if chosen >= 1 or not is_rank_zero():
+            return
+        with atomic_path(self.path) as tmp:
+            torch.save(_unwrap(self.network).state_dict(), tmp)
+        logger.warning(
+            "no validation chose a model in %d epochs (validation runs every val_interval epochs): saved the final "
+            "weights, epoch %d, to %s",
+            engine.state.epoch,
+            engine.state.epoch,
+            self.path,
         )
