@@ -141,7 +141,8 @@ def test_a_run_shorter_than_val_interval_still_saves_its_final_weights(tmp_path,
     assert wf.parser.get_parsed_content("validate#evaluator").state.best_metric_epoch < 1  # no validation ran
     weights = torch.load(tmp_path / "models" / "model.pt", weights_only=True)
     network = wf.parser.get_parsed_content("network")
-    torch.testing.assert_close(weights["head.weight"], network.head.weight.detach())
+    # the saved weights are the network's own (one epoch of a tiny run may diverge: NaN equals NaN here)
+    torch.testing.assert_close(weights["head.weight"], network.head.weight.detach(), equal_nan=True)
     assert any("final weights, epoch 1" in r.getMessage() for r in caplog.records)
 
 
@@ -166,7 +167,7 @@ def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
 
 
 def test_sigkill_then_resume_loses_at_most_one_epoch(tmp_path, repo_root):
-    overrides = tiny(tmp_path, max_epochs=200, val_interval=50)
+    overrides = tiny(tmp_path, max_epochs=10000, val_interval=5000)  # never ends on its own before the Ctrl-C
     args = [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", TRAIN]
     for key, value in overrides.items():
         args += [f"--{key}", json.dumps(value) if not isinstance(value, str) else value]
@@ -494,7 +495,7 @@ def test_a_run_that_cannot_start_says_why_in_one_line(bundle, extra, expected, t
 
 
 def test_ctrl_c_stops_after_an_epoch_with_a_resume_hint(tmp_path, repo_root):
-    overrides = tiny(tmp_path, max_epochs=200, val_interval=50)
+    overrides = tiny(tmp_path, max_epochs=10000, val_interval=5000)  # never ends on its own before the Ctrl-C
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
     proc = subprocess.Popen(
         _bundle_command(TRAIN, overrides),
