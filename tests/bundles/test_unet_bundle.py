@@ -504,6 +504,9 @@ def test_ctrl_c_stops_after_an_epoch_with_a_resume_hint(tmp_path, repo_root):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # Ctrl-C as at a terminal: a test run started in the background (nohup, some CI runners) ignores SIGINT,
+        # the child inherits that, and Python then never raises KeyboardInterrupt
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     last = tmp_path / "models" / "last.pt"
     try:
