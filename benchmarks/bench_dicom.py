@@ -133,7 +133,7 @@ def main() -> None:
         for r in range(rounds):
             order = ("nifti", "nifti,dicom-seg,rtstruct") if r % 2 == 0 else ("nifti,dicom-seg,rtstruct", "nifti")
             for formats in order:
-                timing = run_predict(Path(args.bundle), series_dir, Path(tmp) / f"out_{r}", formats)
+                timing = run_predict(Path(args.bundle), series_dir, Path(tmp) / f"out_{r}_{len(formats)}", formats)
                 results["runs"].append({"round": r, "formats": formats, **timing})  # type: ignore[union-attr]
                 print(f"round {r} {formats:28s} " + ", ".join(f"{k} {v:.1f}" for k, v in timing.items()), flush=True)
     runs = results["runs"]
