@@ -37,3 +37,19 @@ def test_atomic_path_keeps_old_file_and_cleans_up_on_error(tmp_path):
 def test_atomic_write_json(tmp_path):
     path = atomic_write_json(tmp_path / "a.json", {"x": [1, 2]})
     assert json.loads(path.read_text()) == {"x": [1, 2]}
+
+
+def test_atomic_save_dicom_writes_a_readable_file_and_leaves_no_temporary(tmp_path):
+    import pydicom
+    from pydicom.dataset import Dataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    from unet_med.utils.io import atomic_save_dicom
+
+    ds = Dataset()
+    ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = "1.2.840.10008.5.1.4.1.1.66.4", generate_uid(), "SEG"
+    ds.file_meta = Dataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    out = atomic_save_dicom(ds, tmp_path / "x_seg.dcm")
+    assert out == tmp_path / "x_seg.dcm" and [p.name for p in tmp_path.iterdir()] == ["x_seg.dcm"]
+    assert pydicom.dcmread(out).SOPInstanceUID == ds.SOPInstanceUID

@@ -18,8 +18,9 @@ or pass it directly: ``LoadImage(reader=SITKReader(), image_only=True)("scan.mha
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,14 @@ from monai.utils import MetaKeys, SpaceKeys
 
 from unet_med.data.readers import ImageInfo, ImageReadError, _itk_dtype
 
-__all__ = ["SITK_SUFFIXES", "SITKReader", "itk_geometry_from_affine", "read_dicom_header", "read_dicom_series"]
+__all__ = [
+    "SITK_SUFFIXES",
+    "SITKReader",
+    "itk_geometry_from_affine",
+    "quiet_itk",
+    "read_dicom_header",
+    "read_dicom_series",
+]
 
 SITK_SUFFIXES: tuple[str, ...] = ("nrrd", "nhdr", "mha", "mhd", "tif", "tiff", "dcm")
 """File name endings :class:`SITKReader` accepts (besides a folder holding one DICOM series)."""
@@ -37,6 +45,19 @@ SITK_SUFFIXES: tuple[str, ...] = ("nrrd", "nhdr", "mha", "mhd", "tif", "tiff", "
 
 def _is_dicom_folder(path: str | os.PathLike) -> bool:
     return Path(path).is_dir()
+
+
+@contextlib.contextmanager
+def quiet_itk() -> Iterator[None]:
+    """ITK's warnings (printed straight to stderr by C++, e.g. GDCM's "No Series were found") off for a block."""
+    import SimpleITK as sitk
+
+    previous = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+    try:
+        yield
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(previous)
 
 
 def read_dicom_series(folder: str | os.PathLike, series_uid: str | None = None) -> Any:
@@ -54,14 +75,10 @@ def read_dicom_series(folder: str | os.PathLike, series_uid: str | None = None) 
     from unet_med.dicom.series import read_series
 
     series = read_series(folder, series_uid=series_uid)
-    previous = sitk.ProcessObject.GetGlobalWarningDisplay()
-    sitk.ProcessObject.SetGlobalWarningDisplay(False)  # GDCM prints its warnings to stderr: keep them off
-    try:
+    with quiet_itk():  # GDCM prints its warnings to stderr: keep them off
         reader = sitk.ImageSeriesReader()
         reader.SetFileNames([str(f) for f in series.files])
         return reader.Execute()
-    finally:
-        sitk.ProcessObject.SetGlobalWarningDisplay(previous)
 
 
 def read_dicom_header(path: str | os.PathLike) -> ImageInfo:

@@ -26,7 +26,7 @@ import numpy as np
 
 from unet_med.dicom.codes import class_concepts
 from unet_med.dicom.series import DicomSeries
-from unet_med.utils.io import atomic_path
+from unet_med.utils.io import atomic_save_dicom
 
 __all__ = ["DICOM_FORMATS", "FORMATS", "DicomResultWriter", "dicom_output_path", "parse_formats"]
 
@@ -98,13 +98,7 @@ class DicomResultWriter:
     @staticmethod
     def save(built: Mapping[str, Any], output_dir: str | os.PathLike, case: str) -> list[Path]:
         """Writes what :meth:`datasets` built, each file atomically; returns the paths."""
-        paths = []
-        for fmt, ds in built.items():
-            path = dicom_output_path(case, output_dir, fmt)
-            with atomic_path(path) as tmp:
-                ds.save_as(tmp, enforce_file_format=True)
-            paths.append(path)
-        return paths
+        return [atomic_save_dicom(ds, dicom_output_path(case, output_dir, fmt)) for fmt, ds in built.items()]
 
     def write(
         self,

@@ -31,7 +31,7 @@ from unet_med.dicom.codes import ClassConcept, display_color
 from unet_med.dicom.seg import MANUFACTURER, check_on_grid
 from unet_med.dicom.series import DicomSeries
 from unet_med.dicom.source import PATIENT_STUDY_KEYWORDS, mended_headers
-from unet_med.utils.io import atomic_path
+from unet_med.utils.io import atomic_save_dicom
 
 __all__ = ["rtstruct_dataset", "slice_contours", "write_rtstruct"]
 
@@ -209,7 +209,4 @@ def write_rtstruct(
 ) -> Path:
     """Writes :func:`rtstruct_dataset` to ``path`` atomically (temp file + rename) and returns the path."""
     ds = rtstruct_dataset(labels, series, concepts, algorithm, affine_ras=affine_ras)
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        ds.save_as(tmp, enforce_file_format=True)
-    return path
+    return atomic_save_dicom(ds, path)

@@ -27,7 +27,7 @@ import numpy as np
 from unet_med.dicom.codes import ClassConcept, display_color
 from unet_med.dicom.series import DicomSeries
 from unet_med.dicom.source import mended_headers
-from unet_med.utils.io import atomic_path
+from unet_med.utils.io import atomic_save_dicom
 
 __all__ = ["MANUFACTURER", "check_on_grid", "seg_dataset", "write_seg"]
 
@@ -124,7 +124,4 @@ def write_seg(
 ) -> Path:
     """Writes :func:`seg_dataset` to ``path`` atomically (temp file + rename) and returns the path."""
     seg = seg_dataset(labels, series, concepts, algorithm, affine_ras=affine_ras)
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        seg.save_as(tmp, enforce_file_format=True)
-    return path
+    return atomic_save_dicom(seg, path)

@@ -18,13 +18,12 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 from unet_med.data.readers import MAX_SCAN_VOXELS, ImageInfo, check_size, image_suffix, read_header
+from unet_med.data.sitk_reader import quiet_itk
 
 __all__ = [
     "Discovery",
@@ -48,19 +47,6 @@ _NOT_IMAGES = {
     "REG": "a registration",
     "DOC": "a document",
 }
-
-
-@contextlib.contextmanager
-def quiet_itk() -> Iterator[None]:
-    """ITK's warnings (printed straight to stderr by C++, e.g. GDCM's "No Series were found") off for a block."""
-    import SimpleITK as sitk
-
-    previous = sitk.ProcessObject.GetGlobalWarningDisplay()
-    sitk.ProcessObject.SetGlobalWarningDisplay(False)
-    try:
-        yield
-    finally:
-        sitk.ProcessObject.SetGlobalWarningDisplay(previous)
 
 
 def dicom_series_ids(folder: str | os.PathLike) -> tuple[str, ...]:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_path", "atomic_write_json"]
+__all__ = ["atomic_path", "atomic_save_dicom", "atomic_write_json"]
 
 
 @contextlib.contextmanager
@@ -46,4 +46,12 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int = 2) -> Pat
     """Writes ``obj`` as JSON to ``path`` atomically and returns the path."""
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=indent, sort_keys=False) + "\n")
+    return Path(path)
+
+
+def atomic_save_dicom(dataset: Any, path: str | os.PathLike) -> Path:
+    """Writes a pydicom ``Dataset`` (or a highdicom object) to ``path`` as a DICOM file (preamble and file meta
+    enforced), atomically; returns the path."""
+    with atomic_path(path) as tmp:
+        dataset.save_as(tmp, enforce_file_format=True)
     return Path(path)
