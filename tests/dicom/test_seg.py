@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import highdicom as hd
 import nibabel as nib
 import numpy as np
@@ -10,7 +12,7 @@ import SimpleITK as sitk
 
 from tests.dicom.dicom_checks import PHANTOM_CODES, SARCOMA_CODES, dciodvfy_errors, segimage2itkimage
 from tests.dicom.make_series import FRAME_UID, STUDY_UID, phantom, write_series
-from unet_med.dicom import class_concepts, read_series, write_seg
+from unet_med.dicom import class_concepts, read_series, write_rtstruct, write_seg
 
 CLASSES = ["background", "organ", "lesion"]
 ALGORITHM = ("unet_med test U-Net", "1.2.3")
@@ -96,7 +98,12 @@ def test_sarcoma_seg_is_valid_for_dciodvfy_and_highdicom(tmp_path, shared_dir):
     labels = np.asarray(truth.dataobj).astype(np.uint8)
     series = read_series(case)
     concepts = class_concepts(["background", "tumour"], SARCOMA_CODES)
-    path = write_seg(labels, series, concepts, tmp_path / "STS_019_seg.dcm", ALGORITHM, affine_ras=truth.affine)
+    name = str(series.datasets[0].PatientName)  # one component, which highdicom warns about, quoting it
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        path = write_seg(labels, series, concepts, tmp_path / "STS_019_seg.dcm", ALGORITHM, affine_ras=truth.affine)
+        write_rtstruct(labels, series, concepts, tmp_path / "STS_019_rtstruct.dcm", ALGORITHM, affine_ras=truth.affine)
+    assert not [w for w in caught if name in str(w.message)], "a patient name reached a warning"
     assert dciodvfy_errors(path) == []
     np.testing.assert_array_equal(_by_source(hd.seg.segread(path), series), labels)
     assert hd.seg.segread(path).StudyID == "IBSI_1_STS_019_C"  # the source's 17 characters cut to SH's 16

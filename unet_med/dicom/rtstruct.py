@@ -30,7 +30,7 @@ import numpy as np
 from unet_med.dicom.codes import ClassConcept, display_color
 from unet_med.dicom.seg import MANUFACTURER, check_on_grid
 from unet_med.dicom.series import DicomSeries
-from unet_med.dicom.source import PATIENT_STUDY_KEYWORDS, mended_headers
+from unet_med.dicom.source import PATIENT_STUDY_KEYWORDS, mended_headers, quiet_header_warnings
 from unet_med.utils.io import atomic_save_dicom
 
 __all__ = ["rtstruct_dataset", "slice_contours", "write_rtstruct"]
@@ -57,6 +57,7 @@ def _ds(values: np.ndarray) -> list[str]:
     return [format_number_as_ds(float(v)) for v in values]
 
 
+@quiet_header_warnings()
 def rtstruct_dataset(
     labels: np.ndarray,
     series: DicomSeries,

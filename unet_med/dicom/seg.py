@@ -26,7 +26,7 @@ import numpy as np
 
 from unet_med.dicom.codes import ClassConcept, display_color
 from unet_med.dicom.series import DicomSeries
-from unet_med.dicom.source import mended_headers
+from unet_med.dicom.source import mended_headers, quiet_header_warnings
 from unet_med.utils.io import atomic_save_dicom
 
 __all__ = ["MANUFACTURER", "check_on_grid", "seg_dataset", "write_seg"]
@@ -51,6 +51,7 @@ def check_on_grid(labels: np.ndarray, affine_ras: np.ndarray | None, series: Dic
         raise ValueError(f"{series.folder}: the mask's affine is not the series' (not on its voxel grid)")
 
 
+@quiet_header_warnings()
 def seg_dataset(
     labels: np.ndarray,
     series: DicomSeries,

@@ -9,10 +9,12 @@ Nothing of it is logged (patient data stays out of logs).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import warnings
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-__all__ = ["PATIENT_STUDY_KEYWORDS", "mended_headers"]
+__all__ = ["PATIENT_STUDY_KEYWORDS", "mended_headers", "quiet_header_warnings"]
 
 #: Patient and General Study attributes (Type 2: present, possibly empty) copied into results.
 PATIENT_STUDY_KEYWORDS = (
@@ -67,3 +69,14 @@ def _fixes(ds: Any) -> dict[str, str]:
         if limit and isinstance(element.value, str) and len(element.value) > limit:
             fixes[keyword] = element.value[:limit]
     return fixes
+
+
+@contextlib.contextmanager
+def quiet_header_warnings() -> Iterator[None]:
+    """pydicom's and highdicom's value warnings off while a result is built from the source's headers: they quote
+    the value (highdicom: 'The string "<patient name>" is unlikely to represent the intended person name'), and
+    patient names must not reach a console or a log. The values are copied as the source holds them."""
+    with warnings.catch_warnings():
+        for module in ("pydicom", "highdicom"):
+            warnings.filterwarnings("ignore", category=UserWarning, module=module)
+        yield
